@@ -1,0 +1,368 @@
+"""The Layer base class: params, shapes, abstractions, config and wiring.
+
+A layer is a ``torch.nn.Module`` that also knows its place in a Mariana
+graph. Subclasses stay short: declare hyperparameters, compute the output
+shape, create params in ``build`` with :meth:`Layer.add_param`, and compute
+the (pre-activation) output in ``forward``. The base applies the activation,
+the training-only decorators, initializations, and all the checks.
+
+Example: a custom layer that scales its input by a learned vector.
+
+    >>> import torch, mariana as mar, mariana.layers as ML
+    >>> @mar.register
+    ... class Scale(ML.Layer):
+    ...     def output_shape(self, input_shape):
+    ...         return input_shape
+    ...     def build(self, input_shape):
+    ...         self.add_param("s", input_shape, torch.nn.init.ones_, regularizable=False)
+    ...     def forward(self, x):
+    ...         return x * self.s
+    >>> net = ML.Input(3, name="x") > Scale(name="scale")
+    >>> net.propagate("scale", x=[[1.0, 2.0, 3.0]]).tolist()
+    [[1.0, 2.0, 3.0]]
+"""
+
+from __future__ import annotations
+
+import itertools
+import keyword
+import re
+from collections import defaultdict
+from typing import Any, Callable, Iterable, Sequence
+
+import torch
+from torch import nn
+
+from mariana import activations as MA
+from mariana import decorators as MD
+from mariana import initializations as MI
+from mariana import regularizations as MR
+from mariana import scenari as MS
+from mariana.registry import Configurable, deserialize, serialize
+
+Shape = tuple[int, ...]
+
+_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+_AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
+
+
+def _snake_case(class_name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+
+
+def check_name(name: Any, owner: str) -> str:
+    """``name`` if it is a valid layer name, else ``ValueError``/``TypeError``."""
+    if not isinstance(name, str):
+        raise TypeError(f"{owner}: name must be a str, but received {name!r}.")
+    if not _NAME_PATTERN.match(name) or keyword.iskeyword(name):
+        raise ValueError(
+            f"{owner}: invalid name {name!r}. Names start with a letter, contain only letters, "
+            f"digits and '_', and are not Python keywords (e.g. 'hidden_1')."
+        )
+    return name
+
+
+def _as_list(value: Any, keyword_name: str, owner: str, expected: type) -> list:
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for item in items:
+        if not isinstance(item, expected):
+            raise TypeError(
+                f"{owner}: {keyword_name} expects {expected.__module__}.{expected.__name__} objects, "
+                f"but received {item!r}."
+            )
+    return items
+
+
+def as_shape(shape: Any, owner: str) -> Shape:
+    """A shape as a tuple of positive ints (an int is a 1-d shape)."""
+    values = (shape,) if isinstance(shape, int) else shape
+    try:
+        values = tuple(values)
+    except TypeError:
+        values = None
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ValueError(f"{owner}: expected a shape of positive ints (batch axis excluded), but received {shape!r}.")
+    return values
+
+
+class Layer(Configurable, nn.Module):
+    """Base of every Mariana layer.
+
+    Subclasses set ``hyperparameters`` (constructor arguments kept as
+    attributes of the same name) and implement ``output_shape(*input_shapes)``,
+    optionally ``build(*input_shapes)`` (create params with ``add_param``) and
+    ``forward(*inputs)`` returning the pre-activation output.
+    """
+
+    #: How many incoming layers ``>`` may connect (None: no limit).
+    max_inputs: int | None = 1
+    #: Kind of input data accepted: "float", "int" or "any".
+    input_kind = "float"
+    #: Merges connect the layers they reference when constructed, never with ``>``.
+    connects_at_construction = False
+    #: Abstraction keywords this layer accepts (others raise TypeError).
+    abstraction_keywords: tuple[str, ...] = (
+        "activation", "decorators", "regularizations", "initializations", "learning_scenari",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        activation: MA.Activation | None = None,
+        decorators: Sequence[MD.Decorator] | None = None,
+        regularizations: Sequence[MR.Regularization] | None = None,
+        initializations: Sequence[MI.Initialization] | None = None,
+        learning_scenari: Sequence[MS.LearningScenario] | None = None,
+    ) -> None:
+        nn.Module.__init__(self)
+        kind = type(self).__name__
+        if name is None:
+            name = f"{_snake_case(kind)}_{next(_AUTO_NAME_COUNTERS[kind])}"
+        self.name = check_name(name, kind)
+        owner = f"{kind} {self.name!r}"
+        given = {
+            "activation": activation, "decorators": decorators, "regularizations": regularizations,
+            "initializations": initializations, "learning_scenari": learning_scenari,
+        }
+        for keyword_name, value in given.items():
+            if value is not None and keyword_name not in self.abstraction_keywords:
+                raise TypeError(f"{owner} does not take {keyword_name}=; it accepts {', '.join(self.abstraction_keywords)}.")
+        if activation is not None and not isinstance(activation, MA.Activation):
+            raise TypeError(f"{owner}: activation expects a mariana.activations object, but received {activation!r}.")
+        self.activation = activation if activation is not None else MA.Pass()
+        self.decorators = _as_list(decorators, "decorators", owner, MD.Decorator)
+        self.regularizations = _as_list(regularizations, "regularizations", owner, MR.Regularization)
+        self.initializations = _as_list(initializations, "initializations", owner, MI.Initialization)
+        self.learning_scenari = _as_list(learning_scenari, "learning_scenari", owner, MS.LearningScenario)
+        self.optimizer, self.fixed = MS.split_scenari(owner, self.learning_scenari)
+        self.shape: Shape | None = None
+        self.input_shapes: tuple[Shape, ...] | None = None
+        self.incoming: list[Layer] = []
+        self.outgoing: list[Layer] = []
+        self.param_tags: dict[str, dict[str, bool]] = {}
+        from mariana.network import Network
+
+        self.network = Network._for_new_layer(self)
+
+    # -- what subclasses implement -------------------------------------------------
+    def output_shape(self, *input_shapes: Shape) -> Shape:
+        """The output shape (batch axis excluded) for these input shapes; raise ValueError if they don't fit."""
+        raise NotImplementedError(f"{type(self).__name__} must implement output_shape(*input_shapes).")
+
+    def build(self, *input_shapes: Shape) -> None:
+        """Create params with ``add_param``; called once, when the input shapes become known."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError(f"{type(self).__name__} must implement forward(*inputs).")
+
+    # -- params --------------------------------------------------------------------
+    def add_param(
+        self,
+        name: str,
+        shape: Sequence[int] | int,
+        init: Callable[[torch.Tensor], Any] | None = None,
+        *,
+        regularizable: bool = True,
+        dtype: torch.dtype = torch.float32,
+    ) -> nn.Parameter:
+        """Create the parameter ``name`` (kept as ``self.<name>``), filled by ``init``.
+
+        ``init`` is any in-place filler: a mariana initialization or a
+        ``torch.nn.init`` function. Without one, weights (2+ axes) get
+        GlorotUniform and others zeros. ``regularizable=False`` keeps L1/L2
+        off it (biases, norms).
+        """
+        check_name(name, f"{type(self).__name__} {self.name!r}: parameter")
+        if name in self._parameters:
+            raise ValueError(f"{type(self).__name__} {self.name!r} already has a parameter named {name!r}.")
+        shape = as_shape(shape, f"{type(self).__name__} {self.name!r}: parameter {name!r}")
+        param = nn.Parameter(torch.empty(shape, dtype=dtype))
+        if init is None:
+            init = MI.GlorotUniform(name) if len(shape) >= 2 else nn.init.zeros_
+        with torch.no_grad():
+            init(param)
+        self.register_parameter(name, param)
+        self.param_tags[name] = {"regularizable": bool(regularizable)}
+        return param
+
+    @property
+    def params(self) -> dict[str, nn.Parameter]:
+        """This layer's own params, by Mariana name."""
+        return dict(self._parameters)
+
+    def regularizable_params(self) -> list[nn.Parameter]:
+        return [p for n, p in self._parameters.items() if self.param_tags.get(n, {}).get("regularizable", True)]
+
+    def is_frozen(self, param_name: str) -> bool:
+        return any(fixed.freezes(param_name) for fixed in self.fixed)
+
+    # -- graph roles ---------------------------------------------------------------
+    @property
+    def is_input(self) -> bool:
+        return False
+
+    @property
+    def is_output(self) -> bool:
+        return False
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The dtype of this layer's output."""
+        return torch.float32
+
+    @property
+    def expected_inputs(self) -> int:
+        """How many incoming layers must be known before the shape is inferred."""
+        return 1
+
+    def references(self) -> tuple[str, ...]:
+        """Names of layers this one reads besides its incoming edges (Autoencode's target)."""
+        return ()
+
+    def describe(self) -> str:
+        return f"{type(self).__name__} {self.name!r}"
+
+    # -- connection-time machinery (used by mariana.network) ------------------------
+    def _resolve_references(self, lookup: dict[str, "Layer"]) -> None:
+        """Find layers named by references() among those being connected (default: none)."""
+
+    def _check_incoming(self, source: Layer) -> None:
+        if self.input_kind == "any":
+            return
+        is_float = source.dtype.is_floating_point
+        if self.input_kind == "float" and not is_float:
+            raise ValueError(
+                f"{self.describe()} expects float inputs, but {source.describe()} produces {source.dtype}. "
+                f"Integer ids go into an Embedding; for numeric data declare the Input as dtype='float32'."
+            )
+        if self.input_kind == "int" and is_float:
+            raise ValueError(
+                f"{self.describe()} expects integer ids, but {source.describe()} produces {source.dtype}. "
+                f"Declare the Input with an integer dtype, e.g. ML.Input(10, dtype='int64')."
+            )
+
+    def _infer_shape(self, input_shapes: tuple[Shape, ...]) -> Shape:
+        try:
+            shape = self.output_shape(*input_shapes)
+        except ValueError as error:
+            raise ValueError(f"{self.describe()} cannot take input shape(s) {list(input_shapes)}: {error}") from None
+        return as_shape(shape, f"{self.describe()}: output_shape()")
+
+    def _build(self, input_shapes: tuple[Shape, ...], shape: Shape) -> None:
+        """Create and initialize params; on failure leave the layer as it was."""
+        try:
+            self.build(*input_shapes)
+            known = set(self._parameters)
+            for init in self.initializations:
+                if init.param not in known:
+                    raise ValueError(
+                        f"{self.describe()}: initialization {type(init).__name__} targets unknown param "
+                        f"{init.param!r}; this layer's params are {sorted(known) or 'none'}."
+                    )
+                init(self._parameters[init.param])
+            for fixed in self.fixed:
+                unknown = [n for n in fixed.param_names if n not in known]
+                if unknown:
+                    raise ValueError(
+                        f"{self.describe()}: Fixed names unknown param(s) {unknown}; "
+                        f"this layer's params are {sorted(known) or 'none'}."
+                    )
+        except BaseException:
+            self._parameters.clear()
+            self.param_tags.clear()
+            raise
+        self.input_shapes, self.shape = input_shapes, shape
+
+    # -- graph operators ------------------------------------------------------------
+    def __gt__(self, other: Any):
+        from mariana.network import connect
+
+        return connect(self, other)
+
+    def __lt__(self, other: Any):
+        # The mirror of '>': Python calls `o.__lt__(h)` for `h > o` when o's class derives from h's.
+        if isinstance(other, Layer):
+            from mariana.network import connect
+
+            return connect(other, self)
+        return NotImplemented
+
+    def _arith(self, op: str, other: Any, reflected: bool = False):
+        from mariana.layers.merges import Expression
+
+        left, right = (other, self) if reflected else (self, other)
+        return Expression.binary(op, left, right)
+
+    def __add__(self, other):
+        return self._arith("+", other)
+
+    def __radd__(self, other):
+        return self._arith("+", other, True)
+
+    def __sub__(self, other):
+        return self._arith("-", other)
+
+    def __rsub__(self, other):
+        return self._arith("-", other, True)
+
+    def __mul__(self, other):
+        return self._arith("*", other)
+
+    def __rmul__(self, other):
+        return self._arith("*", other, True)
+
+    def __truediv__(self, other):
+        return self._arith("/", other)
+
+    def __rtruediv__(self, other):
+        return self._arith("/", other, True)
+
+    def __neg__(self):
+        return self._arith("*", -1)
+
+    # -- config ---------------------------------------------------------------------
+    def get_config(self) -> dict:
+        config = {"name": self.name}
+        config.update(super().get_config())
+        if "activation" in self.abstraction_keywords:
+            config["activation"] = serialize(self.activation)
+        for key in ("decorators", "regularizations", "initializations", "learning_scenari"):
+            if key in self.abstraction_keywords:
+                config[key] = [serialize(item) for item in getattr(self, key)]
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs: Any) -> "Layer":
+        return cls(**decode_abstractions(config))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, shape={self.shape})"
+
+    __hash__ = nn.Module.__hash__
+
+
+_ABSTRACTION_BASES = {
+    "activation": MA.Activation,
+    "decorators": MD.Decorator,
+    "regularizations": MR.Regularization,
+    "initializations": MI.Initialization,
+    "learning_scenari": MS.LearningScenario,
+}
+
+
+def decode_abstractions(config: dict) -> dict:
+    """A layer config with its serialized abstractions turned back into objects."""
+    from mariana.costs import Cost
+
+    decoded = dict(config)
+    for key, base in _ABSTRACTION_BASES.items():
+        if key not in decoded:
+            continue
+        value = decoded[key]
+        decoded[key] = deserialize(value, base) if key == "activation" else [deserialize(v, base) for v in value]
+    if decoded.get("cost") is not None:
+        decoded["cost"] = deserialize(decoded["cost"], Cost)
+    return decoded

@@ -1,0 +1,50 @@
+"""Embedding: integer ids to learned vectors.
+
+Example:
+    >>> import numpy as np, mariana.layers as ML
+    >>> net = ML.Input(3, dtype="int64", name="ids") > ML.Embedding(10, 4, name="emb")
+    >>> net.propagate("emb", ids=np.array([[1, 2, 3]])).shape
+    (1, 3, 4)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from mariana.layers.base import Layer, Shape
+from mariana.layers.core import positive_int
+
+
+class Embedding(Layer):
+    """Maps ids ``(batch, *S)`` to ``(batch, *S, dimensions)``; param ``E`` is ``(dictionary_size, dimensions)``.
+
+    Ids outside ``[0, dictionary_size)`` raise ``ValueError`` before any kernel runs.
+    """
+
+    input_kind = "int"
+    hyperparameters = ("dictionary_size", "dimensions")
+
+    def __init__(self, dictionary_size: int, dimensions: int, **kwargs: Any) -> None:
+        dictionary_size = positive_int(dictionary_size, "Embedding", "dictionary_size")
+        dimensions = positive_int(dimensions, "Embedding", "dimensions")
+        super().__init__(**kwargs)
+        self.dictionary_size, self.dimensions = dictionary_size, dimensions
+
+    def output_shape(self, input_shape: Shape) -> Shape:
+        return (*input_shape, self.dimensions)
+
+    def build(self, input_shape: Shape) -> None:
+        self.add_param("E", (self.dictionary_size, self.dimensions))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        if ids.numel():
+            low, high = int(ids.min()), int(ids.max())
+            if low < 0 or high >= self.dictionary_size:
+                raise ValueError(
+                    f"{self.describe()} has {self.dictionary_size} entries, so ids must be in "
+                    f"[0, {self.dictionary_size - 1}], but received ids from {low} to {high}."
+                )
+        return F.embedding(ids, self.E)

@@ -1,0 +1,221 @@
+"""Merge layers: join several layers into one.
+
+``Concatenate`` (alias ``C``) stacks its inputs along an axis; ``M`` computes
+an arithmetic expression of layers and numbers. Both connect the layers they
+reference when constructed, in order (``x > merge`` raises ``TypeError``).
+
+Example:
+    >>> import mariana.layers as ML
+    >>> i1, i2 = ML.Input(1, name="i1"), ML.Input(1, name="i2")
+    >>> m = ML.M((i1 + i2) / 3 * 10 - 1, name="merge")
+    >>> m.network.propagate("merge", i1=[[1.0]], i2=[[8.0]]).tolist()
+    [[29.0]]
+"""
+
+from __future__ import annotations
+
+import numbers
+import operator
+from typing import Any, Callable, Sequence
+
+import torch
+
+from mariana.layers.base import Layer, Shape
+
+_OPERATORS: dict[str, Callable] = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
+
+
+class Expression:
+    """An arithmetic tree over layers and numbers, built by ``+ - * /`` on layers."""
+
+    def __init__(self, op: str | None = None, args: tuple = (), layer: Layer | None = None,
+                 value: float | None = None) -> None:
+        self.op, self.args, self.layer, self.value = op, args, layer, value
+
+    @classmethod
+    def wrap(cls, item: Any) -> "Expression":
+        if isinstance(item, Expression):
+            return item
+        if isinstance(item, Layer):
+            return cls(layer=item)
+        if isinstance(item, numbers.Real) and not isinstance(item, bool):
+            return cls(value=float(item))
+        raise TypeError(f"Layer arithmetic works with layers and numbers, but received {item!r}.")
+
+    @classmethod
+    def binary(cls, op: str, left: Any, right: Any) -> "Expression":
+        return cls(op=op, args=(cls.wrap(left), cls.wrap(right)))
+
+    def __add__(self, other): return Expression.binary("+", self, other)
+    def __radd__(self, other): return Expression.binary("+", other, self)
+    def __sub__(self, other): return Expression.binary("-", self, other)
+    def __rsub__(self, other): return Expression.binary("-", other, self)
+    def __mul__(self, other): return Expression.binary("*", self, other)
+    def __rmul__(self, other): return Expression.binary("*", other, self)
+    def __truediv__(self, other): return Expression.binary("/", self, other)
+    def __rtruediv__(self, other): return Expression.binary("/", other, self)
+    def __neg__(self): return Expression.binary("*", self, -1)
+
+    def layers(self) -> list[Layer]:
+        """The layers referenced, in order of first appearance."""
+        found: list[Layer] = []
+        stack = [self]
+        order: list[Expression] = []
+        while stack:
+            node = stack.pop()
+            order.append(node)
+            stack.extend(reversed(node.args))
+        for node in order:
+            if node.layer is not None and not any(node.layer is f for f in found):
+                found.append(node.layer)
+        return found
+
+    def evaluate(self, values: dict[str, torch.Tensor]) -> torch.Tensor | float:
+        if self.layer is not None:
+            return values[self.layer.name]
+        if self.value is not None:
+            return self.value
+        return _OPERATORS[self.op](self.args[0].evaluate(values), self.args[1].evaluate(values))
+
+    def to_config(self) -> dict:
+        if self.layer is not None:
+            return {"layer": self.layer.name}
+        if self.value is not None:
+            return {"value": self.value}
+        return {"op": self.op, "args": [arg.to_config() for arg in self.args]}
+
+    @classmethod
+    def from_config(cls, config: Any, resolve: Callable[[str], Layer]) -> "Expression":
+        if not isinstance(config, dict):
+            raise ValueError(f"Malformed expression node {config!r}.")
+        if set(config) == {"layer"}:
+            return cls(layer=resolve(config["layer"]))
+        if set(config) == {"value"} and isinstance(config["value"], (int, float)):
+            return cls(value=float(config["value"]))
+        if set(config) == {"op", "args"} and config["op"] in _OPERATORS and len(config["args"]) == 2:
+            return cls(op=config["op"], args=tuple(cls.from_config(a, resolve) for a in config["args"]))
+        raise ValueError(f"Malformed expression node {config!r}: expected {{'layer'}}, {{'value'}} or {{'op', 'args'}}.")
+
+    def __repr__(self) -> str:
+        if self.layer is not None:
+            return self.layer.name
+        if self.value is not None:
+            return repr(self.value)
+        return f"({self.args[0]!r} {self.op} {self.args[1]!r})"
+
+
+def _resolver(resolve: Callable[[str], Layer] | None, owner: str) -> Callable[[str], Layer]:
+    if resolve is None:
+        raise ValueError(
+            f"{owner}.from_config needs resolve=, a function from layer name to layer, "
+            f"because it connects the layers it references."
+        )
+    return resolve
+
+
+class Merge(Layer):
+    """Base of layers that connect their inputs at construction."""
+
+    max_inputs = None
+    connects_at_construction = True
+    abstraction_keywords = ("activation", "decorators")
+
+    def _connect_sources(self, sources: Sequence[Layer]) -> None:
+        from mariana.network import connect_all
+
+        if not sources:
+            raise ValueError(f"{self.describe()} needs at least one layer to merge.")
+        for source in sources:
+            if not isinstance(source, Layer):
+                raise TypeError(f"{self.describe()} merges layers, but received {source!r}.")
+            self._check_incoming(source)
+        connect_all(list(sources), self)
+
+    @property
+    def expected_inputs(self) -> int:
+        return len(self.incoming)
+
+
+class M(Merge):
+    """An arithmetic merge: ``M((i1 + i2) / 3 * 10 - 1)``; inputs need equal shapes."""
+
+    def __init__(self, expression: Expression | Layer, **kwargs: Any) -> None:
+        expression = Expression.wrap(expression)
+        if isinstance(expression, Expression) and not expression.layers():
+            raise ValueError("M: the expression references no layer.")
+        super().__init__(**kwargs)
+        self.expression = expression
+        self._connect_sources(expression.layers())
+
+    def output_shape(self, *input_shapes: Shape) -> Shape:
+        first = input_shapes[0]
+        for layer, shape in zip(self.expression.layers(), input_shapes):
+            if shape != first:
+                names = {p.name: s for p, s in zip(self.expression.layers(), input_shapes)}
+                raise ValueError(f"M needs layers of equal shapes (numbers broadcast), but received {names}.")
+        return first
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        values = {layer.name: x for layer, x in zip(self.incoming, inputs)}
+        result = self.expression.evaluate(values)
+        return result
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["expression"] = self.expression.to_config()
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> "M":
+        from mariana.layers.base import decode_abstractions
+
+        config = decode_abstractions(config)
+        config["expression"] = Expression.from_config(config["expression"], _resolver(resolve, cls.__name__))
+        return cls(**config)
+
+
+class Concatenate(Merge):
+    """Concatenate layers along ``axis`` (Keras convention: axis counts the batch axis; default last)."""
+
+    hyperparameters = ("axis",)
+
+    def __init__(self, layers: Sequence[Layer], axis: int = -1, **kwargs: Any) -> None:
+        if isinstance(layers, Layer) or not isinstance(layers, (list, tuple)):
+            raise TypeError(f"Concatenate expects a list of layers, but received {layers!r}.")
+        if not isinstance(axis, int) or axis == 0:
+            raise ValueError(f"Concatenate: axis must be a non-batch axis (an int other than 0), but received {axis!r}.")
+        super().__init__(**kwargs)
+        self.axis = axis
+        self._connect_sources(layers)
+
+    def output_shape(self, *input_shapes: Shape) -> Shape:
+        rank = len(input_shapes[0])
+        axis = self.axis - 1 if self.axis > 0 else rank + self.axis
+        if not 0 <= axis < rank:
+            raise ValueError(f"axis {self.axis} is out of range for inputs of shape {input_shapes[0]} (batch excluded).")
+        for shape in input_shapes:
+            if len(shape) != rank or any(a != b for i, (a, b) in enumerate(zip(shape, input_shapes[0])) if i != axis):
+                raise ValueError(f"inputs must match on every axis but {self.axis}, but received {list(input_shapes)}.")
+        merged = list(input_shapes[0])
+        merged[axis] = sum(shape[axis] for shape in input_shapes)
+        return tuple(merged)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(inputs, dim=self.axis)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["layers"] = [layer.name for layer in self.incoming]
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> "Concatenate":
+        from mariana.layers.base import decode_abstractions
+
+        config = decode_abstractions(config)
+        resolve = _resolver(resolve, cls.__name__)
+        config["layers"] = [resolve(name) for name in config["layers"]]
+        return cls(**config)
+
+
+C = Concatenate

@@ -1,0 +1,486 @@
+"""Network: the graph of layers, its merging, ordering and run calls.
+
+Users never construct a Network: every layer is born in a network of its
+own, and ``a > b`` merges ``b``'s network into ``a``'s and returns it. The
+absorbed Network object keeps working: it shares the state of the one that
+absorbed it, so every handle a user kept stays valid.
+
+Example:
+    >>> import numpy as np, mariana as mar, mariana.layers as ML, mariana.scenari as MS
+    >>> mar.seed(0)
+    >>> i = ML.Input(2, name="inp")
+    >>> o = ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.1)], name="out")
+    >>> net = i > ML.Hidden(4, name="hid") > o
+    >>> list(net.layers)
+    ['inp', 'hid', 'out']
+    >>> losses = net.train("out", inp=np.zeros((3, 2)), out=np.array([0, 1, 0]))
+    >>> net.propagate("out", inp=np.zeros((1, 2))).shape
+    (1, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import time
+import types
+from collections import defaultdict
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from mariana import _execution as EX
+
+if TYPE_CHECKING:
+    from mariana.layers.base import Layer
+
+
+class GraphModule(nn.Module):
+    """The whole graph as one ``nn.Module``: ``forward(**inputs) -> {output_name: tensor}``.
+
+    Layers are its direct children, keyed by their names, so ``state_dict()``
+    holds each param once as ``<layer>.<param>``. Use it with any PyTorch tool
+    (``.to``, DDP, ONNX export); Mariana's run calls use it too.
+    """
+
+    def __init__(self, network: "Network") -> None:
+        super().__init__()
+        object.__setattr__(self, "_network", network)
+
+    def _add_layer(self, layer: "Layer") -> None:
+        # Bypass add_module's attribute check: a layer may be called 'train' or 'eval';
+        # methods still resolve first because nn.Module only falls back to _modules.
+        self._modules[layer.name] = layer
+
+    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        plan = self._network._forward_plan(tuple(self._network.outputs))
+        missing = [name for name in plan.input_names if name not in inputs]
+        if missing:
+            raise ValueError(f"Network forward: missing input(s) {missing}; expected {list(plan.input_names)}.")
+        values, _, _ = plan.run(inputs, self.training)
+        return {name: values[name] for name in plan.target_names}
+
+
+class Network:
+    """A graph of layers. Obtain one with ``>``; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._layers: dict[str, Layer] = {}
+        self._aliases: list[Network] = [self]
+        self._order_cache: dict[str, Layer] | None = None
+        self._plans: dict[Any, Any] = {}
+        self._optimizer_state: defaultdict = defaultdict(dict)
+        self.log: list[dict] = []
+        self.module = GraphModule(self)
+
+    @classmethod
+    def _for_new_layer(cls, layer: "Layer") -> "Network":
+        network = cls()
+        network._layers[layer.name] = layer
+        network.module._add_layer(layer)
+        network._record("construct", layer=layer.name, type=type(layer).__name__)
+        return network
+
+    # -- mapping-like access --------------------------------------------------------
+    def __getitem__(self, name: str) -> "Layer":
+        try:
+            return self._layers[name]
+        except (KeyError, TypeError):
+            raise KeyError(f"No layer named {name!r} in this network; known layers: {list(self.layers)}.") from None
+
+    def __contains__(self, item: Any) -> bool:
+        return item in self._layers or any(item is layer for layer in self._layers.values())
+
+    def __len__(self) -> int:
+        return len(self._layers)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.layers)
+
+    def __bool__(self) -> bool:
+        # Chained `i > h > o` is `(i > h) and (h > o)`: the network must be truthy.
+        return True
+
+    def __gt__(self, other: Any):
+        raise TypeError(
+            "'>' connects layers, not networks: a Network has no single layer to connect from. "
+            "Write `h > o` with the layer itself (net['h'] > o)."
+        )
+
+    def __lt__(self, other: Any):
+        return self.__gt__(other)
+
+    def __repr__(self) -> str:
+        return f"Network({', '.join(self.layers)})"
+
+    @property
+    def layers(self) -> Mapping[str, "Layer"]:
+        """Name -> layer, in topological order (read-only)."""
+        if self._order_cache is None:
+            self._order_cache = _topological_order(self._layers)
+        return types.MappingProxyType(self._order_cache)
+
+    @property
+    def inputs(self) -> Mapping[str, "Layer"]:
+        """Name -> Input layer, in topological order."""
+        return types.MappingProxyType({n: layer for n, layer in self.layers.items() if layer.is_input})
+
+    @property
+    def outputs(self) -> Mapping[str, "Layer"]:
+        """Name -> output layer (layers with a cost), in topological order."""
+        return types.MappingProxyType({n: layer for n, layer in self.layers.items() if layer.is_output})
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        return self.module.parameters()
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The weights, keyed ``<layer>.<param>`` (and buffers)."""
+        return self.module.state_dict()
+
+    @property
+    def device(self) -> torch.device:
+        for tensor in itertools.chain(self.module.parameters(), self.module.buffers()):
+            return tensor.device
+        return torch.device("cpu")
+
+    def to(self, device: str | torch.device) -> "Network":
+        """Move params, buffers and optimizer state to ``device``; returns the network."""
+        self.module.to(device)
+        for state in self._optimizer_state.values():
+            for key, value in state.items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0:
+                    state[key] = value.to(device)
+        self._plans.clear()
+        return self
+
+    def note(self, text: str) -> None:
+        """Add a free-text note to the generation log."""
+        if not isinstance(text, str):
+            raise TypeError(f"note expects a str, but received {type(text).__name__}.")
+        self._record("note", text=text)
+
+    def _record(self, event: str, **details: Any) -> None:
+        self.log.append({"time": time.time(), "event": event, **details})
+
+    # -- graph changes --------------------------------------------------------------
+    def _absorb(self, other: "Network") -> None:
+        """Take every layer and all state of ``other``; ``other`` becomes an alias of self."""
+        for name, layer in other._layers.items():
+            self._layers[name] = layer
+            layer.network = self
+            self.module._add_layer(layer)
+        other.module._modules.clear()
+        self._optimizer_state.update(other._optimizer_state)
+        self.log = sorted(self.log + other.log, key=lambda entry: entry["time"])
+        aliases = other._aliases
+        self._aliases.extend(aliases)
+        for alias in aliases:
+            alias.__dict__ = self.__dict__
+
+    def _changed(self) -> None:
+        self._order_cache = None
+        self._plans.clear()
+
+    # -- plans (cached per request; rebuilt when the graph changes) -------------------
+    def _forward_plan(self, targets: tuple[str, ...]) -> EX.ForwardPlan:
+        key = ("forward", targets)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = EX.ForwardPlan(self, targets)
+        return plan
+
+    def _cost_plan(self, outputs: Any, training: bool) -> EX.CostPlan:
+        names = _output_names(self, outputs)
+        key = ("train" if training else "test", names)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = EX.CostPlan(self, names, training)
+        return plan
+
+    # -- run calls ------------------------------------------------------------------
+    def train(self, outputs: str | Sequence[str], /, **batch: Any) -> dict[str, torch.Tensor]:
+        """One update step on ``outputs`` (a name or a list: a mixin on the summed costs).
+
+        Returns ``{output: loss}``, detached 0-d tensors from this step's
+        forward pass, before the update, without regularization terms.
+
+        Example: ``net.train("out", inp=x, out=y)``.
+        """
+        plan = self._cost_plan(outputs, training=True)
+        feeds, targets = plan.prepare(batch, self.device)
+        with _mode(self.module, training=True):
+            losses, total = plan.losses(feeds, targets, training=True)
+            plan.step(total)
+        return {name: loss.detach() for name, loss in losses.items()}
+
+    def test(self, outputs: str | Sequence[str], /, batch_size: int | None = None, **batch: Any) -> dict[str, torch.Tensor]:
+        """The costs of ``outputs`` without updating anything (no dropout); chunked by ``batch_size``."""
+        plan = self._cost_plan(outputs, training=False)
+        feeds, targets = plan.prepare(batch, self.device)
+        totals: dict[str, torch.Tensor] = {}
+        with _mode(self.module, training=False), torch.no_grad():
+            for start, stop, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
+                losses, _ = plan.losses(chunk_feeds, chunk_targets, training=False)
+                for name, loss in losses.items():
+                    totals[name] = totals.get(name, 0) + loss * (stop - start)
+        count = EX.batch_length(feeds)
+        return {name: (total / count).detach() for name, total in totals.items()}
+
+    def propagate(self, layer: str, /, batch_size: int | None = None, **batch: Any) -> np.ndarray:
+        """The output of any layer as a numpy array (inference mode: no decorators)."""
+        return self._infer(layer, batch_size, batch).numpy()
+
+    def predict(self, output: str, /, batch_size: int | None = None, **batch: Any) -> np.ndarray:
+        """Class ids (argmax over the last axis) predicted by a classifier output."""
+        self._classifier(output, "predict")
+        return self._infer(output, batch_size, batch).argmax(dim=-1).numpy()
+
+    def accuracy(self, output: str, /, batch_size: int | None = None, **batch: Any) -> float:
+        """Fraction of samples whose predicted class equals the target class id."""
+        layer = self._classifier(output, "accuracy")
+        plan = self._forward_plan((layer.name,))
+        feeds, targets = plan.prepare(batch, self.device, target_outputs=(layer,))
+        correct = 0
+        with _mode(self.module, training=False), torch.no_grad():
+            for _, _, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
+                values, _, _ = plan.run(chunk_feeds, training=False)
+                predicted = values[layer.name].argmax(dim=-1)
+                expected = chunk_targets[layer.name]
+                if expected.is_floating_point():
+                    expected = expected.argmax(dim=-1)
+                correct += int((predicted == expected).sum())
+        return correct / EX.batch_length(feeds)
+
+    def _infer(self, name: str, batch_size: int | None, batch: dict) -> torch.Tensor:
+        layer = self[_single_name(name, "propagate")]
+        plan = self._forward_plan((layer.name,))
+        feeds, _ = plan.prepare(batch, self.device)
+        parts = []
+        with _mode(self.module, training=False), torch.no_grad():
+            for _, _, chunk_feeds, _ in EX.chunks(feeds, {}, batch_size):
+                values, _, _ = plan.run(chunk_feeds, training=False)
+                parts.append(values[layer.name].detach().cpu())
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _classifier(self, name: str, call: str) -> "Layer":
+        layer = self[_single_name(name, call)]
+        if not getattr(layer, "is_classifier", False):
+            raise TypeError(
+                f"{call} needs a classifier output, but {layer.describe()} is not one. "
+                f"Use net.propagate({layer.name!r}, ...) for its raw output."
+            )
+        return layer
+
+
+@contextlib.contextmanager
+def _mode(module: nn.Module, training: bool):
+    previous = module.training
+    if previous != training:
+        module.train(training)
+    try:
+        yield
+    finally:
+        if previous != training:
+            module.train(previous)
+
+
+def _single_name(name: Any, call: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"{call} expects one layer name (str) first, but received {name!r}.")
+    return name
+
+
+def _output_names(network: Network, outputs: Any) -> tuple[str, ...]:
+    names = (outputs,) if isinstance(outputs, str) else outputs
+    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"Expected an output name or a list of output names first, but received {outputs!r}.")
+    if len(set(names)) != len(names):
+        raise ValueError(f"Each output may be named once, but received {list(names)}.")
+    for name in names:
+        layer = network[name]
+        if not layer.is_output:
+            raise ValueError(
+                f"{layer.describe()} is not an output layer (it has no cost); outputs of this network: "
+                f"{list(network.outputs)}. Use propagate() to read any layer."
+            )
+    return tuple(names)
+
+
+def _topological_order(layers: dict[str, "Layer"]) -> dict[str, "Layer"]:
+    """Kahn's algorithm; ties keep insertion order so the order is stable."""
+    position = {name: i for i, name in enumerate(layers)}
+    dependencies = {name: [d for d in _dependencies(layer) if d in layers] for name, layer in layers.items()}
+    pending = {name: len(deps) for name, deps in dependencies.items()}
+    dependents: dict[str, list[str]] = defaultdict(list)
+    for name, deps in dependencies.items():
+        for dependency in deps:
+            dependents[dependency].append(name)
+    ready = sorted((n for n, count in pending.items() if count == 0), key=position.get)
+    order: dict[str, Layer] = {}
+    while ready:
+        name = ready.pop(0)
+        order[name] = layers[name]
+        for dependent in dependents[name]:
+            pending[dependent] -= 1
+            if pending[dependent] == 0:
+                ready.append(dependent)
+                ready.sort(key=position.get)
+    return order
+
+
+def _dependencies(layer: "Layer") -> list[str]:
+    return [p.name for p in layer.incoming] + list(layer.references())
+
+
+# -- connecting ----------------------------------------------------------------------
+def connect(source: "Layer", target: Any) -> Network:
+    """``source > target``: check everything, then wire, merge and build; atomic."""
+    from mariana.layers.base import Layer
+
+    if isinstance(target, Network):
+        raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
+    if not isinstance(target, Layer):
+        raise TypeError(f"'>' connects two layers, but received {source.describe()} > {target!r}.")
+    if target.connects_at_construction:
+        raise TypeError(
+            f"{target.describe()} connects the layers it references when it is constructed; "
+            f"pass {source.name!r} to it instead of using '>'."
+        )
+    _check_edge(source, target)
+    built = _build_downstream(source, target)
+    network = source.network
+    if target.network is not network:
+        network._absorb(target.network)
+    target.incoming.append(source)
+    source.outgoing.append(target)
+    network._changed()
+    network._record("connect", source=source.name, target=target.name,
+                    shapes={layer.name: list(layer.shape) for layer in built})
+    return network
+
+
+def connect_all(sources: Sequence["Layer"], target: "Layer") -> Network:
+    """Connect several sources into a merge layer at its construction, atomically."""
+    seen: set[int] = set()
+    for source in sources:
+        if id(source) in seen:
+            raise ValueError(f"{target.describe()} received {source.describe()} twice.")
+        seen.add(id(source))
+    networks: list[Network] = []
+    for source in sources:
+        if not any(source.network is n for n in networks):
+            networks.append(source.network)
+    _check_names_disjoint(networks + [target.network], target)
+    shapes = tuple(source.shape for source in sources)
+    build = all(s is not None for s in shapes)
+    if build:
+        shape = target._infer_shape(shapes)
+        target._build(shapes, shape)
+    network = networks[0]
+    for other in networks[1:] + [target.network]:
+        if other is not network:
+            network._absorb(other)
+    for source in sources:
+        target.incoming.append(source)
+        source.outgoing.append(target)
+    network._changed()
+    network._record("connect", sources=[s.name for s in sources], target=target.name)
+    return network
+
+
+def _check_names_disjoint(networks: Sequence[Network], target: "Layer") -> None:
+    owners: dict[str, Network] = {}
+    for network in networks:
+        for name, layer in network._layers.items():
+            other = owners.get(name)
+            if other is not None and other is not network:
+                raise ValueError(
+                    f"Duplicate layer name {name!r}: connecting to {target.describe()} would merge two networks "
+                    f"that both have a layer called {name!r}. Give one of them another name=."
+                )
+            owners[name] = network
+
+
+def _check_edge(source: "Layer", target: "Layer") -> None:
+    if source is target:
+        raise ValueError(f"Cannot connect {source.describe()} to itself: that would be a cycle.")
+    if target.is_input:
+        raise ValueError(f"{target.describe()} is an Input and takes no incoming connection (from {source.describe()}).")
+    if source in target.incoming:
+        raise ValueError(f"{source.describe()} is already connected to {target.describe()}.")
+    if target.max_inputs is not None and len(target.incoming) >= target.max_inputs:
+        raise ValueError(
+            f"{target.describe()} takes {target.max_inputs} input(s) and already receives "
+            f"{[p.name for p in target.incoming]}; cannot also connect {source.describe()}. "
+            f"Join branches with ML.Concatenate or ML.M."
+        )
+    if source.network is target.network and _reaches(target, source):
+        raise ValueError(
+            f"Connecting {source.describe()} > {target.describe()} would create a cycle: "
+            f"{target.name!r} already feeds {source.name!r}."
+        )
+    if source.network is not target.network:
+        _check_names_disjoint([source.network, target.network], target)
+    target._check_incoming(source)
+
+
+def _reaches(start: "Layer", goal: "Layer") -> bool:
+    stack, seen = [start], set()
+    while stack:
+        layer = stack.pop()
+        if layer is goal:
+            return True
+        if id(layer) not in seen:
+            seen.add(id(layer))
+            stack.extend(layer.outgoing)
+    return False
+
+
+def _build_downstream(source: "Layer", target: "Layer") -> list["Layer"]:
+    """Infer shapes for ``target`` and what follows it, then build their params.
+
+    Everything is computed first; params are created only when every shape
+    fits, and removed again if an initialization fails, so a failed ``>``
+    changes nothing.
+    """
+    lookup = {**source.network._layers, **target.network._layers}
+    new_shapes: dict[int, tuple] = {}
+    order: list[Layer] = []
+    for layer in _descendants_in_order(target):
+        if layer.shape is not None:
+            continue
+        incoming = layer.incoming + ([source] if layer is target else [])
+        if len(incoming) < layer.expected_inputs:
+            continue
+        shapes = tuple(new_shapes.get(id(p), (None, p.shape))[1] for p in incoming)
+        if any(shape is None for shape in shapes):
+            continue
+        layer._resolve_references(lookup)
+        new_shapes[id(layer)] = (shapes, layer._infer_shape(shapes))
+        order.append(layer)
+    built: list[Layer] = []
+    try:
+        for layer in order:
+            layer._build(*new_shapes[id(layer)])
+            built.append(layer)
+    except BaseException:
+        for layer in built:
+            layer._parameters.clear()
+            layer.param_tags.clear()
+            layer.input_shapes = layer.shape = None
+        raise
+    return built
+
+
+def _descendants_in_order(start: "Layer") -> list["Layer"]:
+    seen: dict[int, Layer] = {}
+    stack = [start]
+    while stack:
+        layer = stack.pop()
+        if id(layer) not in seen:
+            seen[id(layer)] = layer
+            stack.extend(layer.outgoing)
+    members = {layer.name: layer for layer in seen.values()}
+    return [layer for layer in _topological_order(members).values()]

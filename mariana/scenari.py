@@ -1,0 +1,224 @@
+"""Learning scenari: how a layer's parameters learn.
+
+Each layer may carry its own optimizer scenario; a layer without one
+inherits the optimizer (and schedule) of the output layer being trained.
+``Fixed`` freezes parameters of its own layer and is never inherited.
+Optimizers are torch's (``torch.optim``); their state is keyed by
+``<layer>.<param>`` when saved.
+
+Example:
+    >>> import mariana.layers as ML, mariana.scenari as MS
+    >>> out = ML.SoftmaxClassifier(
+    ...     2, learning_scenari=[MS.Adam(lr=1e-3, schedule=MS.StepDecay(100, 0.5)), MS.Fixed("b")])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import torch
+
+from mariana.registry import Configurable, deserialize, serialize
+
+
+class Schedule(Configurable):
+    """A learning-rate multiplier as a function of the scenario's step count."""
+
+    def factor(self, step: int) -> float:
+        raise NotImplementedError(f"{type(self).__name__} must implement factor(step).")
+
+
+class StepDecay(Schedule):
+    """Multiply the rate by ``gamma`` every ``step_size`` steps."""
+
+    hyperparameters = ("step_size", "gamma")
+
+    def __init__(self, step_size: int, gamma: float = 0.1) -> None:
+        if not isinstance(step_size, int) or step_size < 1:
+            raise ValueError(f"StepDecay: step_size must be an int >= 1, but received {step_size!r}.")
+        self.step_size, self.gamma = step_size, float(gamma)
+
+    def factor(self, step: int) -> float:
+        return self.gamma ** (step // self.step_size)
+
+
+class ExponentialDecay(Schedule):
+    """Rate times ``decay_rate ** (step / decay_steps)``."""
+
+    hyperparameters = ("decay_rate", "decay_steps")
+
+    def __init__(self, decay_rate: float, decay_steps: int = 1) -> None:
+        if not 0 < decay_rate <= 1:
+            raise ValueError(f"ExponentialDecay: decay_rate must be in (0, 1], but received {decay_rate!r}.")
+        if not isinstance(decay_steps, int) or decay_steps < 1:
+            raise ValueError(f"ExponentialDecay: decay_steps must be an int >= 1, but received {decay_steps!r}.")
+        self.decay_rate, self.decay_steps = float(decay_rate), decay_steps
+
+    def factor(self, step: int) -> float:
+        return self.decay_rate ** (step / self.decay_steps)
+
+
+class CosineDecay(Schedule):
+    """Cosine from 1 down to ``final_factor`` over ``decay_steps``, optional linear warmup."""
+
+    hyperparameters = ("decay_steps", "final_factor", "warmup_steps")
+
+    def __init__(self, decay_steps: int, final_factor: float = 0.0, warmup_steps: int = 0) -> None:
+        if not isinstance(decay_steps, int) or decay_steps < 1:
+            raise ValueError(f"CosineDecay: decay_steps must be an int >= 1, but received {decay_steps!r}.")
+        self.decay_steps, self.final_factor, self.warmup_steps = decay_steps, float(final_factor), int(warmup_steps)
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup_steps:
+            return (step + 1) / self.warmup_steps
+        progress = min(1.0, (step - self.warmup_steps) / self.decay_steps)
+        return self.final_factor + (1 - self.final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+class LearningScenario(Configurable):
+    """Base of every scenario."""
+
+
+class Fixed(LearningScenario):
+    """Freeze the named params of this layer, or all of them when none are named."""
+
+    def __init__(self, *param_names: str) -> None:
+        for name in param_names:
+            if not isinstance(name, str):
+                raise TypeError(f"Fixed: expected parameter names (str), but received {name!r}.")
+        self.param_names = tuple(param_names)
+
+    def freezes(self, param_name: str) -> bool:
+        return not self.param_names or param_name in self.param_names
+
+    def get_config(self) -> dict:
+        return {"param_names": list(self.param_names)}
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> "Fixed":
+        return cls(*config["param_names"])
+
+
+class OptimizerScenario(LearningScenario):
+    """A torch optimizer plus an optional schedule; counts its own steps."""
+
+    torch_class: type[torch.optim.Optimizer]
+
+    def __init__(self, lr: float, schedule: Schedule | None = None) -> None:
+        if not isinstance(lr, (int, float)) or not lr >= 0:
+            raise ValueError(f"{type(self).__name__}: lr must be a number >= 0, but received {lr!r}.")
+        if schedule is not None and not isinstance(schedule, Schedule):
+            raise TypeError(f"{type(self).__name__}: schedule must be a mariana.scenari.Schedule, but received {schedule!r}.")
+        self.lr = float(lr)
+        self.schedule = schedule
+        self.steps = 0
+
+    def torch_options(self) -> dict:
+        """Keyword arguments for ``torch_class`` besides the parameters."""
+        return {"lr": self.lr}
+
+    def make_optimizer(self, params: Sequence[torch.nn.Parameter], shared_state: dict) -> torch.optim.Optimizer:
+        """A torch optimizer over ``params`` whose per-param state lives in ``shared_state``."""
+        optimizer = self.torch_class(list(params), **self.torch_options())
+        optimizer.state = shared_state
+        return optimizer
+
+    def current_lr(self) -> float:
+        return self.lr if self.schedule is None else self.lr * self.schedule.factor(self.steps)
+
+    def config_key(self) -> tuple:
+        return (type(self).__name__, repr(sorted(self.get_config().items())))
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["schedule"] = None if self.schedule is None else serialize(self.schedule)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, **kwargs) -> "OptimizerScenario":
+        config = dict(config)
+        if config.get("schedule") is not None:
+            config["schedule"] = deserialize(config["schedule"], Schedule)
+        return cls(**config)
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.steps = int(state["steps"])
+
+
+class GradientDescent(OptimizerScenario):
+    """SGD with optional (Nesterov) momentum."""
+
+    torch_class = torch.optim.SGD
+    hyperparameters = ("lr", "momentum", "nesterov")
+
+    def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, schedule: Schedule | None = None) -> None:
+        super().__init__(lr, schedule)
+        if not 0 <= momentum < 1:
+            raise ValueError(f"GradientDescent: momentum must be in [0, 1), but received {momentum!r}.")
+        if nesterov and momentum == 0:
+            raise ValueError("GradientDescent: nesterov=True needs momentum > 0.")
+        self.momentum, self.nesterov = float(momentum), bool(nesterov)
+
+    def torch_options(self) -> dict:
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(OptimizerScenario):
+    torch_class = torch.optim.Adam
+    hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.0, schedule: Schedule | None = None) -> None:
+        super().__init__(lr, schedule)
+        for label, beta in (("beta1", beta1), ("beta2", beta2)):
+            if not 0 <= beta < 1:
+                raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), but received {beta!r}.")
+        self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
+
+    def torch_options(self) -> dict:
+        return {"lr": self.lr, "betas": (self.beta1, self.beta2), "eps": self.eps, "weight_decay": self.weight_decay}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay."""
+
+    torch_class = torch.optim.AdamW
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 weight_decay: float = 0.01, schedule: Schedule | None = None) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, schedule)
+
+
+class RMSProp(OptimizerScenario):
+    torch_class = torch.optim.RMSprop
+    hyperparameters = ("lr", "alpha", "eps", "momentum")
+
+    def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
+                 schedule: Schedule | None = None) -> None:
+        super().__init__(lr, schedule)
+        self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
+
+    def torch_options(self) -> dict:
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps, "momentum": self.momentum}
+
+
+def split_scenari(owner: str, scenari: Iterable[LearningScenario]) -> tuple[OptimizerScenario | None, tuple[Fixed, ...]]:
+    """A layer's scenari as (its optimizer or None, its Fixed entries)."""
+    optimizers, fixed = [], []
+    for scenario in scenari:
+        if isinstance(scenario, Fixed):
+            fixed.append(scenario)
+        elif isinstance(scenario, OptimizerScenario):
+            optimizers.append(scenario)
+        else:
+            raise TypeError(f"{owner}: learning_scenari expects mariana.scenari objects, but received {scenario!r}.")
+    if len(optimizers) > 1:
+        raise ValueError(
+            f"{owner}: expected at most one optimizer in learning_scenari (plus Fixed entries), "
+            f"but received {len(optimizers)}: {optimizers}."
+        )
+    return (optimizers[0] if optimizers else None), tuple(fixed)
