@@ -164,6 +164,111 @@ class Network:
     def _record(self, event: str, **details: Any) -> None:
         self.log.append({"time": time.time(), "event": event, **details})
 
+    # -- configuration and state ------------------------------------------------------
+    def get_config(self) -> dict:
+        """The architecture as JSON: every layer's class and config, and the ``>`` edges.
+
+        Edges made by merge layers at construction are implied by their configs.
+        """
+        from mariana.registry import serialize
+
+        layers = [serialize(layer) for layer in self.layers.values()]
+        edges = [
+            [source.name, layer.name]
+            for layer in self.layers.values()
+            if not layer.connects_at_construction
+            for source in layer.incoming
+        ]
+        return {"layers": layers, "edges": edges}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "Network":
+        """Rebuild a network (fresh params) from :meth:`get_config`'s output."""
+        from mariana.layers.base import Layer
+        from mariana.registry import deserialize
+
+        if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not isinstance(config.get("edges"), list):
+            raise ValueError("A network config is a dict with a 'layers' list and an 'edges' list.")
+        built: dict[str, Layer] = {}
+
+        def resolve(name: str) -> Layer:
+            if name not in built:
+                raise ValueError(f"Network config: layer {name!r} is referenced before it is defined.")
+            return built[name]
+
+        pending_edges = [tuple(edge) for edge in config["edges"]]
+        for entry in config["layers"]:
+            layer = deserialize(entry, Layer, resolve=resolve)
+            if layer.name in built:
+                raise ValueError(f"Network config: duplicate layer name {layer.name!r}.")
+            built[layer.name] = layer
+            for source, target in [edge for edge in pending_edges if edge[1] == layer.name]:
+                resolve(source) > layer
+                pending_edges.remove((source, target))
+        if pending_edges:
+            raise ValueError(f"Network config: edges {pending_edges} name unknown layers.")
+        if not built:
+            raise ValueError("Network config: no layers.")
+        return next(iter(built.values())).network
+
+    def optimizer_state_dict(self) -> dict:
+        """Optimizer state keyed ``<layer>.<param>`` (never by position), plus each scenario's step count."""
+        names = {id(param): f"{layer.name}.{pname}" for layer in self._layers.values() for pname, param in layer._parameters.items()}
+        params = {
+            names[id(param)]: dict(state) for param, state in self._optimizer_state.items() if state and id(param) in names
+        }
+        scenari = {}
+        for layer in self._layers.values():
+            if layer.optimizer is not None:
+                scenari[layer.name] = layer.optimizer.state_dict()
+        return {"params": params, "scenari": scenari}
+
+    def load_optimizer_state_dict(self, state: dict) -> None:
+        """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error)."""
+        by_name = {f"{layer.name}.{pname}": param for layer in self._layers.values() for pname, param in layer._parameters.items()}
+        unknown = [key for key in state.get("params", {}) if key not in by_name]
+        unknown += [key for key in state.get("scenari", {}) if key not in self._layers or self._layers[key].optimizer is None]
+        if unknown:
+            raise ValueError(f"Optimizer state names unknown params or scenari {unknown}; this network has {sorted(by_name)}.")
+        for key, values in state.get("params", {}).items():
+            param = by_name[key]
+            self._optimizer_state[param] = {
+                k: (v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in values.items()
+            }
+        for key, values in state.get("scenari", {}).items():
+            self._layers[key].optimizer.load_state_dict(values)
+
+    # -- features built in other modules ------------------------------------------------
+    def save(self, path: Any, **kwargs: Any) -> None:
+        """Save to a ``.mar`` file (architecture, weights, optimizer state, generation log)."""
+        from mariana.persistence import save
+
+        save(self, path, **kwargs)
+
+    def summary(self) -> str:
+        """A text table: layer, type, output shape, params, abstractions."""
+        from mariana.report import summary
+
+        return summary(self)
+
+    def to_html(self, path: Any, **kwargs: Any) -> None:
+        """Write a self-contained offline HTML page describing this network."""
+        from mariana.report import to_html
+
+        to_html(self, path, **kwargs)
+
+    def to_onnx(self, path: Any, outputs: Sequence[str] | None = None, **kwargs: Any) -> None:
+        """Export ``outputs`` (default: all) to ONNX with a dynamic batch axis."""
+        from mariana.export import to_onnx
+
+        to_onnx(self, path, outputs=outputs, **kwargs)
+
+    def fit(self, train: Any, valid: Any = None, epochs: int = 1, batch_size: int = 64, **kwargs: Any) -> Any:
+        """Shortcut for ``Trainer(self, ...).start(train, valid=valid)``; returns the history."""
+        from mariana.training import fit
+
+        return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
+
     # -- graph changes --------------------------------------------------------------
     def _absorb(self, other: "Network") -> None:
         """Take every layer and all state of ``other``; ``other`` becomes an alias of self."""
