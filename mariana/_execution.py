@@ -9,7 +9,8 @@ Python work beyond what torch itself does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -61,7 +62,7 @@ def chunks(feeds: dict, targets: dict, batch_size: int | None) -> Iterator[tuple
 class ForwardPlan:
     """Which layers to evaluate, in which order, to obtain ``targets``."""
 
-    def __init__(self, network: "Network", targets: tuple[str, ...], keep_pre: tuple[str, ...] = ()) -> None:
+    def __init__(self, network: Network, targets: tuple[str, ...], keep_pre: tuple[str, ...] = ()) -> None:
         self.network = network
         self.target_names = targets
         layers = network.layers
@@ -152,7 +153,9 @@ class ForwardPlan:
                 raise ValueError(f"Missing targets for {layer.describe()}: pass them as {name}=... (received keys {sorted(batch)}).")
             tensor = layer.accept_targets(batch[name])
             if size is not None and tensor.shape[0] != size:
-                raise ValueError(f"Batch size mismatch: {size_owner} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}.")
+                raise ValueError(
+                    f"Batch size mismatch: {size_owner} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}."
+                )
             targets[name] = tensor if tensor.device == device else tensor.to(device, non_blocking=True)
         return feeds, targets
 
@@ -160,7 +163,7 @@ class ForwardPlan:
 class CostPlan:
     """Forward plan plus costs, penalties and (when training) the optimizers."""
 
-    def __init__(self, network: "Network", outputs: tuple[str, ...], training: bool) -> None:
+    def __init__(self, network: Network, outputs: tuple[str, ...], training: bool) -> None:
         self.outputs = [network[name] for name in outputs]
         self.forward = ForwardPlan(network, outputs, keep_pre=outputs)
         self.optimizers: list[tuple[Any, torch.optim.Optimizer]] = []
@@ -172,7 +175,7 @@ class CostPlan:
     def prepare(self, batch: dict, device: torch.device) -> tuple[dict, dict]:
         return self.forward.prepare(batch, device, target_outputs=tuple(self.outputs))
 
-    def _plan_updates(self, network: "Network") -> None:
+    def _plan_updates(self, network: Network) -> None:
         groups: dict[tuple, tuple[Any, list]] = {}
         trained: list[torch.nn.Parameter] = []
         all_params: list[torch.nn.Parameter] = []
@@ -199,11 +202,8 @@ class CostPlan:
         # Restrict backward to the learning params only when others would receive gradients.
         self.backward_inputs = None if len(trained) == len(all_params) else trained
 
-    def _inherited_scenario(self, network: "Network", layer: "Layer"):
-        candidates = []
-        for output in self.outputs:
-            if output is layer or _feeds(layer, output, network):
-                candidates.append(output)
+    def _inherited_scenario(self, network: Network, layer: Layer):
+        candidates = [output for output in self.outputs if output is layer or _feeds(layer, output, network)]
         given = [(output, output.optimizer) for output in candidates]
         missing = [output.name for output, scenario in given if scenario is None]
         if missing:
@@ -213,7 +213,7 @@ class CostPlan:
                 f"{missing[0]!r} or to {layer.name!r}, or MS.Fixed() to {layer.name!r} to freeze it."
             )
         first = given[0][1]
-        for output, scenario in given[1:]:
+        for _, scenario in given[1:]:
             if scenario is not first and scenario.config_key() != first.config_key():
                 raise ValueError(
                     f"{layer.describe()} is shared by outputs {[o.name for o, _ in given]} whose optimizers differ "
@@ -247,7 +247,7 @@ class CostPlan:
             scenario.steps += 1
 
 
-def _feeds(layer: "Layer", output: "Layer", network: "Network") -> bool:
+def _feeds(layer: Layer, output: Layer, network: Network) -> bool:
     stack, seen = [output], set()
     while stack:
         current = stack.pop()

@@ -21,7 +21,7 @@ import mariana.scenari as MS
 from mariana.datasets import digits
 
 
-def build_mlp(inputs: int, classes: int) -> "mar.network.Network":
+def build_mlp(inputs: int, classes: int) -> mar.network.Network:
     """The demo's MLP: Input > Hidden(128, ReLU, dropout, L2) > SoftmaxClassifier."""
     i = ML.Input(inputs, name="inp")
     h = ML.Hidden(128, activation=MA.ReLU(), decorators=[MD.BinomialDropout(0.1)],

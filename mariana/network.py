@@ -25,7 +25,8 @@ import itertools
 import time
 import types
 from collections import defaultdict
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -45,11 +46,11 @@ class GraphModule(nn.Module):
     (``.to``, DDP, ONNX export); Mariana's run calls use it too.
     """
 
-    def __init__(self, network: "Network") -> None:
+    def __init__(self, network: Network) -> None:
         super().__init__()
         object.__setattr__(self, "_network", network)
 
-    def _add_layer(self, layer: "Layer") -> None:
+    def _add_layer(self, layer: Layer) -> None:
         # Bypass add_module's attribute check: a layer may be called 'train' or 'eval';
         # methods still resolve first because nn.Module only falls back to _modules.
         self._modules[layer.name] = layer
@@ -76,7 +77,7 @@ class Network:
         self.module = GraphModule(self)
 
     @classmethod
-    def _for_new_layer(cls, layer: "Layer") -> "Network":
+    def _for_new_layer(cls, layer: Layer) -> Network:
         network = cls()
         network._layers[layer.name] = layer
         network.module._add_layer(layer)
@@ -84,7 +85,7 @@ class Network:
         return network
 
     # -- mapping-like access --------------------------------------------------------
-    def __getitem__(self, name: str) -> "Layer":
+    def __getitem__(self, name: str) -> Layer:
         try:
             return self._layers[name]
         except (KeyError, TypeError):
@@ -116,19 +117,19 @@ class Network:
         return f"Network({', '.join(self.layers)})"
 
     @property
-    def layers(self) -> Mapping[str, "Layer"]:
+    def layers(self) -> Mapping[str, Layer]:
         """Name -> layer, in topological order (read-only)."""
         if self._order_cache is None:
             self._order_cache = _topological_order(self._layers)
         return types.MappingProxyType(self._order_cache)
 
     @property
-    def inputs(self) -> Mapping[str, "Layer"]:
+    def inputs(self) -> Mapping[str, Layer]:
         """Name -> Input layer, in topological order."""
         return types.MappingProxyType({n: layer for n, layer in self.layers.items() if layer.is_input})
 
     @property
-    def outputs(self) -> Mapping[str, "Layer"]:
+    def outputs(self) -> Mapping[str, Layer]:
         """Name -> output layer (layers with a cost), in topological order."""
         return types.MappingProxyType({n: layer for n, layer in self.layers.items() if layer.is_output})
 
@@ -145,7 +146,7 @@ class Network:
             return tensor.device
         return torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> "Network":
+    def to(self, device: str | torch.device) -> Network:
         """Move params, buffers and optimizer state to ``device``; returns the network."""
         self.module.to(device)
         for state in self._optimizer_state.values():
@@ -182,7 +183,7 @@ class Network:
         return {"layers": layers, "edges": edges}
 
     @classmethod
-    def from_config(cls, config: dict) -> "Network":
+    def from_config(cls, config: dict) -> Network:
         """Rebuild a network (fresh params) from :meth:`get_config`'s output."""
         from mariana.layers.base import Layer
         from mariana.registry import deserialize
@@ -203,7 +204,7 @@ class Network:
                 raise ValueError(f"Network config: duplicate layer name {layer.name!r}.")
             built[layer.name] = layer
             for source, target in [edge for edge in pending_edges if edge[1] == layer.name]:
-                resolve(source) > layer
+                connect(resolve(source), layer)
                 pending_edges.remove((source, target))
         if pending_edges:
             raise ValueError(f"Network config: edges {pending_edges} name unknown layers.")
@@ -270,7 +271,7 @@ class Network:
         return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
 
     # -- graph changes --------------------------------------------------------------
-    def _absorb(self, other: "Network") -> None:
+    def _absorb(self, other: Network) -> None:
         """Take every layer and all state of ``other``; ``other`` becomes an alias of self."""
         for name, layer in other._layers.items():
             self._layers[name] = layer
@@ -369,7 +370,7 @@ class Network:
                 parts.append(values[layer.name].detach().cpu())
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
-    def _classifier(self, name: str, call: str) -> "Layer":
+    def _classifier(self, name: str, call: str) -> Layer:
         layer = self[_single_name(name, call)]
         if not getattr(layer, "is_classifier", False):
             raise TypeError(
@@ -413,7 +414,7 @@ def _output_names(network: Network, outputs: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _topological_order(layers: dict[str, "Layer"]) -> dict[str, "Layer"]:
+def _topological_order(layers: dict[str, Layer]) -> dict[str, Layer]:
     """Kahn's algorithm; ties keep insertion order so the order is stable."""
     position = {name: i for i, name in enumerate(layers)}
     dependencies = {name: [d for d in _dependencies(layer) if d in layers] for name, layer in layers.items()}
@@ -435,12 +436,12 @@ def _topological_order(layers: dict[str, "Layer"]) -> dict[str, "Layer"]:
     return order
 
 
-def _dependencies(layer: "Layer") -> list[str]:
+def _dependencies(layer: Layer) -> list[str]:
     return [p.name for p in layer.incoming] + list(layer.references())
 
 
 # -- connecting ----------------------------------------------------------------------
-def connect(source: "Layer", target: Any) -> Network:
+def connect(source: Layer, target: Any) -> Network:
     """``source > target``: check everything, then wire, merge and build; atomic."""
     from mariana.layers.base import Layer
 
@@ -466,7 +467,7 @@ def connect(source: "Layer", target: Any) -> Network:
     return network
 
 
-def connect_all(sources: Sequence["Layer"], target: "Layer") -> Network:
+def connect_all(sources: Sequence[Layer], target: Layer) -> Network:
     """Connect several sources into a merge layer at its construction, atomically."""
     seen: set[int] = set()
     for source in sources:
@@ -495,10 +496,10 @@ def connect_all(sources: Sequence["Layer"], target: "Layer") -> Network:
     return network
 
 
-def _check_names_disjoint(networks: Sequence[Network], target: "Layer") -> None:
+def _check_names_disjoint(networks: Sequence[Network], target: Layer) -> None:
     owners: dict[str, Network] = {}
     for network in networks:
-        for name, layer in network._layers.items():
+        for name in network._layers:
             other = owners.get(name)
             if other is not None and other is not network:
                 raise ValueError(
@@ -508,7 +509,7 @@ def _check_names_disjoint(networks: Sequence[Network], target: "Layer") -> None:
             owners[name] = network
 
 
-def _check_edge(source: "Layer", target: "Layer") -> None:
+def _check_edge(source: Layer, target: Layer) -> None:
     if source is target:
         raise ValueError(f"Cannot connect {source.describe()} to itself: that would be a cycle.")
     if target.is_input:
@@ -531,7 +532,7 @@ def _check_edge(source: "Layer", target: "Layer") -> None:
     target._check_incoming(source)
 
 
-def _reaches(start: "Layer", goal: "Layer") -> bool:
+def _reaches(start: Layer, goal: Layer) -> bool:
     stack, seen = [start], set()
     while stack:
         layer = stack.pop()
@@ -543,7 +544,7 @@ def _reaches(start: "Layer", goal: "Layer") -> bool:
     return False
 
 
-def _build_downstream(source: "Layer", target: "Layer") -> list["Layer"]:
+def _build_downstream(source: Layer, target: Layer) -> list[Layer]:
     """Infer shapes for ``target`` and what follows it, then build their params.
 
     Everything is computed first; params are created only when every shape
@@ -579,7 +580,7 @@ def _build_downstream(source: "Layer", target: "Layer") -> list["Layer"]:
     return built
 
 
-def _descendants_in_order(start: "Layer") -> list["Layer"]:
+def _descendants_in_order(start: Layer) -> list[Layer]:
     seen: dict[int, Layer] = {}
     stack = [start]
     while stack:

@@ -15,7 +15,7 @@ Example:
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 
@@ -96,7 +96,7 @@ class Fixed(LearningScenario):
         return {"param_names": list(self.param_names)}
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "Fixed":
+    def from_config(cls, config: dict, **kwargs) -> Fixed:
         return cls(*config["param_names"])
 
 
@@ -136,7 +136,7 @@ class OptimizerScenario(LearningScenario):
         return config
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs) -> "OptimizerScenario":
+    def from_config(cls, config: dict, **kwargs) -> OptimizerScenario:
         config = dict(config)
         if config.get("schedule") is not None:
             config["schedule"] = deserialize(config["schedule"], Schedule)

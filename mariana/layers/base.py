@@ -28,7 +28,8 @@ import itertools
 import keyword
 import re
 from collections import defaultdict
-from typing import Any, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -226,7 +227,7 @@ class Layer(Configurable, nn.Module):
         return f"{type(self).__name__} {self.name!r}"
 
     # -- connection-time machinery (used by mariana.network) ------------------------
-    def _resolve_references(self, lookup: dict[str, "Layer"]) -> None:
+    def _resolve_references(self, lookup: dict[str, Layer]) -> None:
         """Find layers named by references() among those being connected (default: none)."""
 
     def _check_incoming(self, source: Layer) -> None:
@@ -335,7 +336,7 @@ class Layer(Configurable, nn.Module):
         return config
 
     @classmethod
-    def from_config(cls, config: dict, **kwargs: Any) -> "Layer":
+    def from_config(cls, config: dict, **kwargs: Any) -> Layer:
         return cls(**decode_abstractions(config))
 
     def __repr__(self) -> str:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -33,7 +34,7 @@ class Expression:
         self.op, self.args, self.layer, self.value = op, args, layer, value
 
     @classmethod
-    def wrap(cls, item: Any) -> "Expression":
+    def wrap(cls, item: Any) -> Expression:
         if isinstance(item, Expression):
             return item
         if isinstance(item, Layer):
@@ -43,7 +44,7 @@ class Expression:
         raise TypeError(f"Layer arithmetic works with layers and numbers, but received {item!r}.")
 
     @classmethod
-    def binary(cls, op: str, left: Any, right: Any) -> "Expression":
+    def binary(cls, op: str, left: Any, right: Any) -> Expression:
         return cls(op=op, args=(cls.wrap(left), cls.wrap(right)))
 
     def __add__(self, other): return Expression.binary("+", self, other)
@@ -85,7 +86,7 @@ class Expression:
         return {"op": self.op, "args": [arg.to_config() for arg in self.args]}
 
     @classmethod
-    def from_config(cls, config: Any, resolve: Callable[[str], Layer]) -> "Expression":
+    def from_config(cls, config: Any, resolve: Callable[[str], Layer]) -> Expression:
         if not isinstance(config, dict):
             raise ValueError(f"Malformed expression node {config!r}.")
         if set(config) == {"layer"}:
@@ -149,7 +150,7 @@ class M(Merge):
 
     def output_shape(self, *input_shapes: Shape) -> Shape:
         first = input_shapes[0]
-        for layer, shape in zip(self.expression.layers(), input_shapes):
+        for shape in input_shapes:
             if shape != first:
                 names = {p.name: s for p, s in zip(self.expression.layers(), input_shapes)}
                 raise ValueError(f"M needs layers of equal shapes (numbers broadcast), but received {names}.")
@@ -166,7 +167,7 @@ class M(Merge):
         return config
 
     @classmethod
-    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> "M":
+    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> M:
         from mariana.layers.base import decode_abstractions
 
         config = decode_abstractions(config)
@@ -209,7 +210,7 @@ class Concatenate(Merge):
         return config
 
     @classmethod
-    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> "Concatenate":
+    def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> Concatenate:
         from mariana.layers.base import decode_abstractions
 
         config = decode_abstractions(config)

@@ -14,5 +14,5 @@ class Trainer:
         raise NotImplementedError("Trainer is not built yet (training issue).")
 
     @classmethod
-    def resume(cls, run_dir: Any) -> "Trainer":
+    def resume(cls, run_dir: Any) -> Trainer:
         raise NotImplementedError("Trainer.resume is not built yet (training issue).")
