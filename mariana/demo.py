@@ -12,23 +12,8 @@ import time
 import numpy as np
 
 import mariana as mar
-import mariana.activations as MA
-import mariana.costs as MC
-import mariana.decorators as MD
-import mariana.layers as ML
-import mariana.regularizations as MR
-import mariana.scenari as MS
 from mariana.datasets import digits
-
-
-def build_mlp(inputs: int, classes: int) -> mar.network.Network:
-    """The demo's MLP: Input > Hidden(128, ReLU, dropout, L2) > SoftmaxClassifier."""
-    i = ML.Input(inputs, name="inp")
-    h = ML.Hidden(128, activation=MA.ReLU(), decorators=[MD.BinomialDropout(0.1)],
-                  regularizations=[MR.L2(1e-4)], name="hid")
-    o = ML.SoftmaxClassifier(classes, learning_scenari=[MS.GradientDescent(lr=0.05, momentum=0.9)],
-                             cost=MC.NegativeLogLikelihood(), name="out")
-    return i > h > o
+from mariana.models import BUILDERS
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -36,7 +21,7 @@ def run_demo(args: argparse.Namespace) -> int:
     mar.seed(args.seed)
     data = digits(seed=args.seed)
     x, y = data["train"]["x"], data["train"]["y"]
-    net = build_mlp(x.shape[1], 10)
+    net = BUILDERS["mlp"]((x.shape[1],), 10)
     print(f"Training {net} on digits: {len(x)} train / {len(data['test']['x'])} test images, {epochs} epochs")
     rng = np.random.default_rng(args.seed)
     start = time.perf_counter()
