@@ -179,14 +179,16 @@ class CostPlan:
         groups: dict[tuple, tuple[Any, list]] = {}
         trained: list[torch.nn.Parameter] = []
         all_params: list[torch.nn.Parameter] = []
-        for layer in self.forward.layers:
+        # A wrapped layer learns with its own scenari, else its wrapper's, else the inherited ones.
+        members = [(node, layer) for node in self.forward.layers for _, layer in node.named_layers()]
+        for node, layer in members:
             if not layer._parameters:
                 continue
-            learning = [(n, p) for n, p in layer._parameters.items() if not layer.is_frozen(n)]
+            learning = [(n, p) for n, p in layer._parameters.items() if not (layer.is_frozen(n) or node.is_frozen(n))]
             all_params.extend(layer._parameters.values())
             if not learning:
                 continue
-            scenario = layer.optimizer or self._inherited_scenario(network, layer)
+            scenario = layer.optimizer or node.optimizer or self._inherited_scenario(network, node)
             key = scenario.config_key() + (id(scenario),)
             groups.setdefault(key, (scenario, []))[1].extend(p for _, p in learning)
             trained.extend(p for _, p in learning)

@@ -214,21 +214,24 @@ class Network:
 
     def optimizer_state_dict(self) -> dict:
         """Optimizer state keyed ``<layer>.<param>`` (never by position), plus each scenario's step count."""
-        names = {id(param): f"{layer.name}.{pname}" for layer in self._layers.values() for pname, param in layer._parameters.items()}
+        members = self._members()
+        names = {id(param): f"{key}.{pname}" for key, layer in members.items() for pname, param in layer._parameters.items()}
         params = {
             names[id(param)]: dict(state) for param, state in self._optimizer_state.items() if state and id(param) in names
         }
-        scenari = {}
-        for layer in self._layers.values():
-            if layer.optimizer is not None:
-                scenari[layer.name] = layer.optimizer.state_dict()
+        scenari = {key: layer.optimizer.state_dict() for key, layer in members.items() if layer.optimizer is not None}
         return {"params": params, "scenari": scenari}
+
+    def _members(self) -> dict[str, Layer]:
+        """Every layer with params, wrapped ones included, by ``state_dict`` prefix (``hid``, ``bi.lstm``)."""
+        return {key: member for layer in self._layers.values() for key, member in layer.named_layers()}
 
     def load_optimizer_state_dict(self, state: dict) -> None:
         """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error)."""
-        by_name = {f"{layer.name}.{pname}": param for layer in self._layers.values() for pname, param in layer._parameters.items()}
+        members = self._members()
+        by_name = {f"{key}.{pname}": param for key, layer in members.items() for pname, param in layer._parameters.items()}
         unknown = [key for key in state.get("params", {}) if key not in by_name]
-        unknown += [key for key in state.get("scenari", {}) if key not in self._layers or self._layers[key].optimizer is None]
+        unknown += [key for key in state.get("scenari", {}) if key not in members or members[key].optimizer is None]
         if unknown:
             raise ValueError(f"Optimizer state names unknown params or scenari {unknown}; this network has {sorted(by_name)}.")
         for key, values in state.get("params", {}).items():
@@ -237,7 +240,7 @@ class Network:
                 k: (v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in values.items()
             }
         for key, values in state.get("scenari", {}).items():
-            self._layers[key].optimizer.load_state_dict(values)
+            members[key].optimizer.load_state_dict(values)
 
     # -- features built in other modules ------------------------------------------------
     def save(self, path: Any, **kwargs: Any) -> None:
@@ -271,6 +274,18 @@ class Network:
         return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
 
     # -- graph changes --------------------------------------------------------------
+    def _release(self, layer: Layer, wrapper: str) -> None:
+        """Hand a lone, unconnected ``layer`` over to the layer that wraps it; it stops being a graph node."""
+        if self._layers.get(layer.name) is not layer or len(self._layers) != 1:
+            raise ValueError(
+                f"{wrapper} wraps {layer.describe()}, which must be a fresh layer of its own, but it is already "
+                f"connected to {[name for name in self._layers if name != layer.name]}. Wrap a new, unconnected layer."
+            )
+        del self._layers[layer.name]
+        self.module._modules.pop(layer.name, None)
+        self._changed()
+        layer.network = None
+
     def _absorb(self, other: Network) -> None:
         """Take every layer and all state of ``other``; ``other`` becomes an alias of self."""
         for name, layer in other._layers.items():
@@ -449,6 +464,7 @@ def connect(source: Layer, target: Any) -> Network:
         raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
     if not isinstance(target, Layer):
         raise TypeError(f"'>' connects two layers, but received {source.describe()} > {target!r}.")
+    _check_not_wrapped(source, target)
     if target.connects_at_construction:
         raise TypeError(
             f"{target.describe()} connects the layers it references when it is constructed; "
@@ -469,6 +485,7 @@ def connect(source: Layer, target: Any) -> Network:
 
 def connect_all(sources: Sequence[Layer], target: Layer) -> Network:
     """Connect several sources into a merge layer at its construction, atomically."""
+    _check_not_wrapped(*sources)
     seen: set[int] = set()
     for source in sources:
         if id(source) in seen:
@@ -494,6 +511,15 @@ def connect_all(sources: Sequence[Layer], target: Layer) -> Network:
     network._changed()
     network._record("connect", sources=[s.name for s in sources], target=target.name)
     return network
+
+
+def _check_not_wrapped(*layers: Layer) -> None:
+    for layer in layers:
+        if layer.network is None:
+            raise TypeError(
+                f"{layer.describe()} is wrapped inside another layer (e.g. Bidirectional, TimeDistributed), "
+                f"so it is no longer a node of any graph; connect the wrapper instead."
+            )
 
 
 def _check_names_disjoint(networks: Sequence[Network], target: Layer) -> None:

@@ -223,6 +223,15 @@ class Layer(Configurable, nn.Module):
         """Names of layers this one reads besides its incoming edges (Autoencode's target)."""
         return ()
 
+    def sublayers(self) -> tuple[Layer, ...]:
+        """Layers this one wraps and runs itself (Bidirectional, TimeDistributed); they are not graph nodes."""
+        return ()
+
+    def named_layers(self, prefix: str = "") -> list[tuple[str, Layer]]:
+        """This layer, then the layers it wraps, each with its ``state_dict`` prefix (``bi``, ``bi.lstm``)."""
+        name = prefix + self.name
+        return [(name, self)] + [pair for sub in self.sublayers() for pair in sub.named_layers(name + ".")]
+
     def describe(self) -> str:
         return f"{type(self).__name__} {self.name!r}"
 
