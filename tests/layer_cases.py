@@ -63,6 +63,25 @@ def _autoencode() -> Network:
                   ML.Autoencode("inp", activation=MA.Sigmoid(), name="layer"))
 
 
+def _after(shape: tuple[int, ...], layer: ML.Layer, *more: ML.Layer) -> Network:
+    return _chain(ML.Input(shape, name="inp"), *more, layer)
+
+
+def _lengths(wrapper: ML.Layer) -> Network:
+    _chain(ML.Input((5, 3), name="inp"), wrapper)
+    return ML.Input(1, dtype="int64", name="lengths") > wrapper
+
+
+def _cross() -> Network:
+    layer = ML.MultiHeadAttention(2, units=4, cross=True, name="layer")
+    _chain(ML.Input((4, 6), name="q"), layer)
+    return _chain(ML.Input((5, 3), name="kv"), layer)
+
+
+def _seq_feeds() -> dict[str, np.ndarray]:
+    return {"inp": floats(5, 3), "lengths": np.array([[5], [2], [3]])}
+
+
 LAYER_CASES: list[LayerCase] = [
     LayerCase("Input", lambda: ML.Input((2, 3), name="layer").network, "layer", lambda: {"layer": floats(2, 3)}),
     LayerCase("Hidden", lambda: _chain(ML.Input(4, name="inp"), ML.Hidden(
@@ -82,6 +101,38 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("M", lambda: _merge("m"), "layer", lambda: {"a": floats(4), "b": floats(4, seed=1)}),
     LayerCase("Embedding", lambda: _chain(ML.Input(6, dtype="int64", name="inp"), ML.Embedding(
         10, 4, regularizations=[MR.L1(1e-4)], name="layer")), "layer", lambda: {"inp": ids(10, 6)}),
+    LayerCase("Conv1D", lambda: _after((2, 9), ML.Conv1D(4, 3, stride=2, padding=1, activation=MA.ReLU(), regularizations=[MR.L2(1e-3)],
+              initializations=[MI.HeNormal("W")], decorators=[MD.BinomialDropout(0.1)], name="layer")), "layer", lambda: {"inp": floats(2, 9)}),
+    LayerCase("Conv2D", lambda: _after((4, 7, 6), ML.Conv2D(6, (3, 2), padding="same", dilation=(1, 2), groups=2,
+              activation=MA.Tanh(), name="layer")), "layer", lambda: {"inp": floats(4, 7, 6)}),
+    LayerCase("Conv3D", lambda: _after((2, 4, 5, 5), ML.Conv3D(3, 2, stride=(1, 2, 2), learning_scenari=[MS.Adam(1e-3)], name="layer")),
+              "layer", lambda: {"inp": floats(2, 4, 5, 5)}),
+    LayerCase("MaxPool1D", lambda: _after((2, 9), ML.MaxPool1D(3, stride=2, padding=1, name="layer")), "layer", lambda: {"inp": floats(2, 9)}),
+    LayerCase("MaxPool2D", lambda: _after((2, 6, 5), ML.MaxPool2D(2, name="layer")), "layer", lambda: {"inp": floats(2, 6, 5)}),
+    LayerCase("MaxPool3D", lambda: _after((2, 4, 4, 4), ML.MaxPool3D((2, 1, 2), name="layer")), "layer", lambda: {"inp": floats(2, 4, 4, 4)}),
+    LayerCase("AvgPool1D", lambda: _after((2, 9), ML.AvgPool1D(2, activation=MA.ReLU(), name="layer")), "layer", lambda: {"inp": floats(2, 9)}),
+    LayerCase("AvgPool2D", lambda: _after((2, 6, 6), ML.AvgPool2D(3, stride=1, padding=1, name="layer")), "layer", lambda: {"inp": floats(2, 6, 6)}),
+    LayerCase("AvgPool3D", lambda: _after((1, 4, 4, 4), ML.AvgPool3D(2, name="layer")), "layer", lambda: {"inp": floats(1, 4, 4, 4)}),
+    LayerCase("GlobalAvgPool", lambda: _after((3, 4, 5), ML.GlobalAvgPool(name="layer")), "layer", lambda: {"inp": floats(3, 4, 5)}),
+    LayerCase("GlobalMaxPool", lambda: _after((3, 7), ML.GlobalMaxPool(decorators=[MD.GaussianNoise(0.1)], name="layer")),
+              "layer", lambda: {"inp": floats(3, 7)}),
+    LayerCase("Flatten", lambda: _after((2, 3, 4), ML.Flatten(name="layer")), "layer", lambda: {"inp": floats(2, 3, 4)}),
+    LayerCase("Reshape", lambda: _after((12,), ML.Reshape((3, -1), name="layer")), "layer", lambda: {"inp": floats(12)}),
+    LayerCase("BatchNorm", lambda: _after((3, 4, 4), ML.BatchNorm(momentum=0.2, activation=MA.ReLU(), name="layer")),
+              "layer", lambda: {"inp": floats(3, 4, 4)}),
+    LayerCase("LayerNorm", lambda: _after((5, 4), ML.LayerNorm(initializations=[MI.Normal("gamma", 1.0, 0.1)], name="layer")),
+              "layer", lambda: {"inp": floats(5, 4)}),
+    LayerCase("RNN", lambda: _after((5, 3), ML.RNN(4, return_sequences=True, name="layer")), "layer", lambda: {"inp": floats(5, 3)}),
+    LayerCase("LSTM", lambda: _after((5, 3), ML.LSTM(4, regularizations=[MR.L2(1e-3)], name="layer"), ML.LSTM(3, return_sequences=True)),
+              "layer", lambda: {"inp": floats(5, 3)}),
+    LayerCase("GRU_lengths", lambda: _lengths(ML.GRU(4, name="layer")), "layer", _seq_feeds),
+    LayerCase("Bidirectional", lambda: _lengths(ML.Bidirectional(ML.LSTM(3, return_sequences=True, activation=MA.Tanh()),
+              learning_scenari=[MS.Adam(1e-3)], name="layer")), "layer", _seq_feeds),
+    LayerCase("TimeDistributed", lambda: _after((5, 2, 4), ML.TimeDistributed(ML.Conv1D(3, 2, regularizations=[MR.L1(1e-4)]),
+              activation=MA.ReLU(), name="layer")), "layer", lambda: {"inp": floats(5, 2, 4)}),
+    LayerCase("MultiHeadAttention", lambda: _after((5, 8), ML.MultiHeadAttention(2, causal=True, name="layer")),
+              "layer", lambda: {"inp": floats(5, 8)}),
+    LayerCase("MultiHeadAttention_cross", _cross, "layer", lambda: {"q": floats(4, 6), "kv": floats(5, 3, seed=1)}),
 ]
 
 #: Layer classes that are bases or exist only inside other layers, not meant to be cases.
