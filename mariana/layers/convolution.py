@@ -66,16 +66,23 @@ class _Conv(Layer):
         elif padding == "same" and self.stride != (1,) * self.rank:
             raise ValueError(f'{owner}: padding="same" needs stride 1, but received stride {stride!r}; pad with ints instead.')
         self.padding = padding
+        self._pads, self._extra_pad = self._padding_plan()
         if self.filters % self.groups:
             raise ValueError(f"{owner}: filters ({self.filters}) must be divisible by groups ({self.groups}).")
         super().__init__(**kwargs)
 
-    def _pads(self) -> tuple[int, ...]:
+    def _padding_plan(self) -> tuple[tuple[int, ...], list[int] | None]:
+        """(symmetric padding for the kernel, extra F.pad amounts or None), decided once here, not per step."""
         if self.padding == "valid":
-            return (0,) * self.rank
-        if self.padding == "same":  # torch puts the odd pixel on the right; the length is what matters here
-            return tuple(d * (k - 1) // 2 for k, d in zip(self.kernel, self.dilation))
-        return self.padding
+            return (0,) * self.rank, None
+        if self.padding != "same":
+            return self.padding, None
+        totals = [d * (k - 1) for k, d in zip(self.kernel, self.dilation)]
+        if all(total % 2 == 0 for total in totals):
+            return tuple(total // 2 for total in totals), None
+        # An odd total (even kernel): pad the extra pixel on the right, as torch's padding="same" does.
+        extra = [amount for total in reversed(totals) for amount in (total // 2, total - total // 2)]
+        return (0,) * self.rank, extra
 
     def output_shape(self, input_shape: Shape) -> Shape:
         spatial_input(self, input_shape, self.rank)
@@ -84,7 +91,7 @@ class _Conv(Layer):
             raise ValueError(f"{self.describe()} has groups={self.groups}, which must divide the {channels} input channels.")
         if self.padding == "same":
             return (self.filters, *sizes)
-        out = [sliding_length(*args) for args in zip(sizes, self.kernel, self.stride, self._pads(), self.dilation)]
+        out = [sliding_length(*args) for args in zip(sizes, self.kernel, self.stride, self._pads, self.dilation)]
         if min(out) < 1:
             raise ValueError(
                 f"{self.describe()}: kernel {self.kernel} (dilation {self.dilation}, padding {self.padding}) "
@@ -97,7 +104,9 @@ class _Conv(Layer):
         self.add_param("b", (self.filters,), regularizable=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv(x, self.W, self.b, self.stride, self.padding, self.dilation, self.groups)
+        if self._extra_pad is not None:
+            x = F.pad(x, self._extra_pad)
+        return self._conv(x, self.W, self.b, self.stride, self._pads, self.dilation, self.groups)
 
 
 class Conv1D(_Conv):
