@@ -1,6 +1,6 @@
 """The classic CNN on MNIST: conv 20@5x5, pool 2, conv 50@5x5, pool 2, dense 500 ReLU, softmax 10.
 
-Run from the repository root: ``python examples/cnn_mnist.py [--epochs 4]``.
+Run from the repository root: ``python examples/cnn_mnist.py [--epochs 4] [--threads 1]``.
 Reads ../shared/data/mnist (idx files); prints the test accuracy after each
 epoch and the total wall time.
 """
@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import mariana as mar
 import mariana.activations as MA
@@ -55,13 +56,16 @@ def train(net: Network, data: dict, epochs: int, batch_size: int = 64, seed: int
     return accuracies
 
 
-def main(directory: Path = _data.MNIST, default_epochs: int = 4) -> None:
+def main(directory: Path = _data.MNIST, default_epochs: int = 4, halve_every_epochs: int = 1) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=default_epochs)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (1: fastest on a busy shared machine, where 2 were 8x slower)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     mar.seed(0)
     data = _data.load(directory)
-    net = lenet(halve_every=len(data["train"]["x"]) // 64)  # once per epoch
+    net = lenet(halve_every=halve_every_epochs * len(data["train"]["x"]) // 64)
     start = time.perf_counter()
     accuracies = train(net, data, args.epochs)
     print(f"final test accuracy {accuracies[-1]:.4f} after {args.epochs} epochs, "
