@@ -41,7 +41,8 @@ class Embedding(Layer):
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
+            extremes = torch.aminmax(ids)
+            low, high = extremes.min.item(), extremes.max.item()
             if low < 0 or high >= self.dictionary_size:
                 raise ValueError(
                     f"{self.describe()} has {self.dictionary_size} entries, so ids must be in "
