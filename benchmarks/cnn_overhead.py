@@ -55,7 +55,7 @@ def run_torch(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
             loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    float(loss)  # wait for the last step, as Mariana's side does below
+    float(loss.detach())  # wait for the last step, as Mariana's side does below
     return time.perf_counter() - start
 
 
@@ -88,7 +88,7 @@ def main() -> None:
         print(f"repeat {repeat + 1}: mariana {times['mariana'][-1]:.2f} s, torch {times['torch'][-1]:.2f} s", flush=True)
     best_mariana, best_torch = min(times["mariana"]), min(times["torch"])
     print(f"best of {args.repeats}: mariana {best_mariana:.2f} s, plain torch {best_torch:.2f} s, "
-          f"ratio {best_mariana / best_torch:.3f} ({args.threads} thread(s), {EPOCHS} epochs x {IMAGES // BATCH + 1} steps)")
+          f"ratio {best_mariana / best_torch:.3f} ({args.threads} thread(s), {EPOCHS} epochs x {-(-IMAGES // BATCH)} steps)")
 
 
 if __name__ == "__main__":
