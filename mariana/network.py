@@ -611,9 +611,7 @@ def _build_downstream(source: Layer, target: Layer) -> list[Layer]:
             built.append(layer)
     except BaseException:
         for layer in built:
-            layer._parameters.clear()
-            layer.param_tags.clear()
-            layer.input_shapes = layer.shape = None
+            layer._unbuild()
         raise
     return built
 

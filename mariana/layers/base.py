@@ -302,10 +302,16 @@ class Layer(Configurable, nn.Module):
                         f"this layer's params are {sorted(known) or 'none'}."
                     )
         except BaseException:
-            self._parameters.clear()
-            self.param_tags.clear()
+            self._unbuild()
             raise
         self.input_shapes, self.shape = input_shapes, shape
+
+    def _unbuild(self) -> None:
+        """Forget params and shapes, of this layer and of the layers it wraps (a failed ``>`` leaves nothing)."""
+        for _, layer in self.named_layers():
+            layer._parameters.clear()
+            layer.param_tags.clear()
+            layer.input_shapes = layer.shape = None
 
     # -- graph operators ------------------------------------------------------------
     def __gt__(self, other: Any):
