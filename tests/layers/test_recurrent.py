@@ -8,6 +8,7 @@ import torch
 
 import mariana as mar
 import mariana.activations as MA
+import mariana.initializations as MI
 import mariana.layers as ML
 import mariana.regularizations as MR
 import mariana.scenari as MS
@@ -251,3 +252,12 @@ def test_wrapping_rules():
     with pytest.raises(TypeError, match="a layer"):
         ML.TimeDistributed(ML.Input(3))
     assert bi.get_config()["rnn"]["config"]["name"] == "inner"
+
+
+def test_failed_connection_after_a_wrapper_leaves_its_inner_layer_unbuilt():
+    inner = ML.Hidden(3, name="dense")
+    td = ML.TimeDistributed(inner, name="td")
+    td > ML.Hidden(2, initializations=[MI.SingleValue("nope", 0.0)], name="bad")  # noqa: B015  (no shapes yet: no build)
+    with pytest.raises(ValueError, match="nope"):
+        ML.Input((5, 4), name="seq") > td  # noqa: B015  (shapes fit; building 'bad' fails after td was built)
+    assert td.shape is None and inner.shape is None and not inner.params and not td.network.state_dict()
