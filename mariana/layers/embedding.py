@@ -40,7 +40,8 @@ class Embedding(Layer):
         self.add_param("E", (self.dictionary_size, self.dimensions))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.numel():
+        # The range check reads the data, which graph export (ONNX) cannot trace; exported graphs skip it.
+        if ids.numel() and not torch.compiler.is_exporting():
             low, high = int(ids.min()), int(ids.max())
             if low < 0 or high >= self.dictionary_size:
                 raise ValueError(
