@@ -206,6 +206,8 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     well-formed ``.mar`` file of a supported version; nothing is written and
     no code from the file runs. ``max_bytes`` caps each tensor member.
     """
+    from mariana.network import Network
+
     path = _as_path(path, "load")
     if not path.is_file():
         raise FileNotFoundError(f"No .mar file at {str(path)!r}.")
@@ -221,11 +223,14 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
         log = _read_json(archive, members[LOG], where)
         if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
             raise ValueError(f"{where}: {LOG} must be a list of objects, but holds {type(log).__name__}.")
-        network, expected = _build(architecture, where)
+        skeleton, expected = _skeleton(architecture, where)
         weights = _read_tensors(archive, members[WEIGHTS], expected, where, max_bytes)
         optimizer_state = None
         if OPTIMIZER_JSON in members or OPTIMIZER_TENSORS in members:
-            optimizer_state = _read_optimizer(archive, members, network, where, max_bytes)
+            optimizer_state = _read_optimizer(archive, members, skeleton, where, max_bytes)
+    # Only now, with every byte read and checked, is the real network allocated.
+    with _fresh_rng():
+        network = _from_config(Network, architecture["network"], where)
     try:
         network.module.load_state_dict(weights, strict=True)
         if optimizer_state is not None:
@@ -302,14 +307,13 @@ def _check_architecture(architecture: Any, where: str) -> None:
         raise ValueError(f"{where}: {ARCHITECTURE} needs a 'network' object and a 'weights' object.")
 
 
-def _build(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torch.dtype, tuple[int, ...]]]]:
-    """Rebuild the network: first on the meta device (nothing allocated) to check the declared tensors,
-    then for real. The user's RNG state is left untouched."""
+def _skeleton(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torch.dtype, tuple[int, ...]]]]:
+    """The network built on the meta device (nothing allocated) and the tensors it declares, checked
+    against the architecture's own list. The user's RNG state is left untouched."""
     from mariana.network import Network
 
-    config = architecture["network"]
     with _fresh_rng(), torch.device("meta"):
-        skeleton = _from_config(Network, config, where)
+        skeleton = _from_config(Network, architecture["network"], where)
     expected = {key: (t.dtype, tuple(t.shape)) for key, t in skeleton.module.state_dict().items()}
     declared = architecture["weights"]
     if set(declared) != set(expected):
@@ -320,9 +324,7 @@ def _build(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torch.d
         entry = declared[key]
         if not isinstance(entry, dict) or entry.get("dtype") != _DTYPE_NAMES.get(dtype) or entry.get("shape") != list(shape):
             raise ValueError(f"{where}: tensor {key!r} is declared as {entry!r}, but the architecture makes it {dtype} {list(shape)}.")
-    with _fresh_rng():
-        network = _from_config(Network, config, where)
-    return network, expected
+    return skeleton, expected
 
 
 @contextlib.contextmanager
