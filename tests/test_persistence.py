@@ -20,6 +20,7 @@ import mariana as mar
 import mariana.layers as ML
 import mariana.scenari as MS
 from mariana import persistence
+from tests.abstraction_cases import ABSTRACTION_CASES
 from tests.layer_cases import LAYER_CASES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,6 +45,35 @@ def test_every_layer_case_round_trips(case, tmp_path):
         assert torch.equal(tensor, clone_state[key]) and tensor.dtype == clone_state[key].dtype, key
     feeds = case.feeds()
     np.testing.assert_array_equal(clone.propagate(case.layer, **feeds), network.propagate(case.layer, **feeds))
+
+
+def _carrier(abstraction):
+    """A Regression(3) that carries ``abstraction`` in the role its base class gives it."""
+    import mariana.activations as MA
+    import mariana.costs as MC
+    import mariana.decorators as MD
+    import mariana.initializations as MI
+    import mariana.regularizations as MR
+
+    roles = [(MA.Activation, "activation"), (MC.Cost, "cost"), (MD.Decorator, "decorators"), (MR.Regularization, "regularizations"),
+             (MI.Initialization, "initializations"), (MS.LearningScenario, "learning_scenari")]
+    if isinstance(abstraction, MS.Schedule):
+        kwargs = {"learning_scenari": [MS.GradientDescent(0.1, schedule=abstraction)]}
+    else:
+        role = next(name for base, name in roles if isinstance(abstraction, base))
+        kwargs = {role: abstraction if role in ("activation", "cost") else [abstraction]}
+    return ML.Input(3, name="inp") > ML.Regression(3, name="out", **kwargs)
+
+
+@pytest.mark.parametrize("abstraction", ABSTRACTION_CASES, ids=repr)
+def test_every_abstraction_round_trips_through_a_file(abstraction, tmp_path):
+    mar.seed(0)
+    network = _carrier(abstraction)
+    network.save(tmp_path / "m.mar")
+    clone = mar.load(tmp_path / "m.mar")
+    assert clone["out"].get_config() == network["out"].get_config()
+    x = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    np.testing.assert_array_equal(clone.propagate("out", inp=x), network.propagate("out", inp=x))
 
 
 def _two_output_net(scenario):
