@@ -40,6 +40,18 @@ def as_tensor(value: Any, layer: Layer, role: str) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def check_ids_in_range(ids: torch.Tensor, count: int, layer: Layer, noun: str) -> None:
+    """``ValueError`` unless every id is in ``[0, count)``, e.g. "has 5 entries, so ids must be in [0, 4]"."""
+    if ids.numel():
+        extremes = torch.aminmax(ids)
+        low, high = extremes.min.item(), extremes.max.item()
+        if low < 0 or high >= count:
+            raise ValueError(
+                f"{layer.describe()} has {count} {noun}, so ids must be in [0, {count - 1}], "
+                f"but received ids from {low} to {high}."
+            )
+
+
 def batch_length(feeds: dict[str, torch.Tensor]) -> int:
     for tensor in feeds.values():
         return tensor.shape[0]

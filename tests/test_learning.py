@@ -126,14 +126,17 @@ def test_a_layer_without_scenario_inherits_the_learning_rate_of_the_output_being
         torch.testing.assert_close(param.detach(), old - lr * grad)
 
 
-def test_training_one_output_leaves_the_other_outputs_params_unchanged():
+def two_outputs(o2_scenario, lr=0.1):
+    """inp > shared(Tanh) > o1 (classifier, GD lr) and shared > o2 (regression, o2_scenario)."""
     mar.seed(0)
-    i = ML.Input(2, name="inp")
-    shared = ML.Hidden(4, activation=MA.Tanh(), name="shared")
-    o1 = ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.1)], name="o1")
-    o2 = ML.Regression(1, learning_scenari=[MS.GradientDescent(lr=0.1)], name="o2")
-    i > shared > o1
-    net = shared > o2
+    shared = ML.Hidden(3, activation=MA.Tanh(), name="shared")
+    ML.Input(2, name="inp") > shared > ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=lr)], name="o1")
+    net = shared > ML.Regression(1, learning_scenari=[o2_scenario], name="o2")
+    return net, shared, net["o1"], net["o2"]
+
+
+def test_training_one_output_leaves_the_other_outputs_params_unchanged():
+    net, shared, o1, o2 = two_outputs(MS.GradientDescent(lr=0.1))
     assert list(net.outputs) == ["o1", "o2"]
     s0, a0, b0 = snapshot(shared), snapshot(o1), snapshot(o2)
     targets = XOR_X.sum(1, keepdims=True)
@@ -149,13 +152,7 @@ def test_training_one_output_leaves_the_other_outputs_params_unchanged():
 
 
 def test_mixin_takes_one_step_on_the_summed_gradient():
-    mar.seed(0)
-    i = ML.Input(2, name="inp")
-    shared = ML.Hidden(3, activation=MA.Tanh(), name="shared")
-    o1 = ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.2)], name="o1")
-    o2 = ML.Regression(1, learning_scenari=[MS.GradientDescent(lr=0.2)], name="o2")
-    i > shared > o1
-    net = shared > o2
+    net, shared, o1, o2 = two_outputs(MS.GradientDescent(lr=0.2), lr=0.2)
     x, y1, y2 = torch.from_numpy(XOR_X), torch.from_numpy(XOR_Y), torch.from_numpy(XOR_X.sum(1, keepdims=True))
     h = torch.tanh(F.linear(x, shared.W, shared.b))
     loss = F.cross_entropy(F.linear(h, o1.W, o1.b), y1) + F.mse_loss(F.linear(h, o2.W, o2.b), y2)
@@ -167,12 +164,7 @@ def test_mixin_takes_one_step_on_the_summed_gradient():
 
 
 def test_mixin_refuses_a_shared_layer_with_conflicting_inherited_scenari():
-    i = ML.Input(2, name="inp")
-    shared = ML.Hidden(3, name="shared")
-    o1 = ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.2)], name="o1")
-    o2 = ML.Regression(1, learning_scenari=[MS.Adam(lr=0.01)], name="o2")
-    i > shared > o1
-    net = shared > o2
+    net, shared, _, _ = two_outputs(MS.Adam(lr=0.01), lr=0.2)
     before = snapshot(shared)
     with pytest.raises(ValueError, match="'shared'.*own learning_scenari"):
         net.train(["o1", "o2"], inp=XOR_X, o1=XOR_Y, o2=np.zeros((4, 1)))

@@ -19,7 +19,7 @@ import torch
 
 from mariana import activations as MA
 from mariana import costs as MC
-from mariana._execution import as_tensor
+from mariana._execution import as_tensor, check_ids_in_range
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import Hidden
 from mariana.registry import serialize
@@ -107,14 +107,8 @@ class SoftmaxClassifier(OutputLayer):
                 raise ValueError(
                     f"{self.describe()} expected integer class ids of shape (batch,), but received shape {tuple(tensor.shape)}."
                 )
-            if tensor.device.type == "cpu" and tensor.numel():
-                extremes = torch.aminmax(tensor)
-                low, high = extremes.min.item(), extremes.max.item()
-                if low < 0 or high >= self.size:
-                    raise ValueError(
-                        f"{self.describe()} has {self.size} classes, so class ids must be in [0, {self.size - 1}], "
-                        f"but received ids from {low} to {high}."
-                    )
+            if tensor.device.type == "cpu":  # checked before the move: no device sync
+                check_ids_in_range(tensor, self.size, self, "classes")
             return tensor if tensor.dtype == torch.int64 else tensor.long()
         if kind == "ids":
             raise ValueError(
