@@ -28,7 +28,7 @@
 
   function drawGraph() {
     const g = new dagre.graphlib.Graph();
-    g.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 46, edgesep: 16, marginx: 12, marginy: 12 });
+    g.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 64, edgesep: 16, marginx: 12, marginy: 12 });
     g.setDefaultEdgeLabel(() => ({}));
     for (const layer of data.layers) {
       layer.sub = layer.type + " · " + (layer.shape ? layer.shape.join("×") : "?") +
@@ -47,15 +47,24 @@
         svg("path", { d: "M0,0 L10,5 L0,10 z", fill: color })));
     }
     root.append(defs);
+    // Edges leave a node's bottom and enter the next one's top, spread along the side in the order of
+    // the nodes at the other end, and bend with vertical tangents: they stay in the gaps between ranks.
+    const ports = (name, side, other) => {
+      const node = g.node(name);
+      const ends = (side === "out" ? g.outEdges(name) : g.inEdges(name)).map((e) => g.node(side === "out" ? e.w : e.v).x).sort((a, b) => a - b);
+      const slot = ends.indexOf(g.node(other).x);
+      const step = Math.min(24, node.width / (ends.length + 1));
+      return { x: node.x + (slot - (ends.length - 1) / 2) * step, y: node.y + (side === "out" ? 1 : -1) * node.height / 2 };
+    };
     for (const e of g.edges()) {
       const edge = g.edge(e);
-      const points = edge.points;
+      const inner = edge.points.length > 3 ? edge.points.slice(1, -1) : [];
+      const points = [ports(e.v, "out", e.w)].concat(inner, [ports(e.w, "in", e.v)]);
       let d = "M" + points[0].x + "," + points[0].y;
-      for (let i = 1; i < points.length - 1; i++) {
-        const mid = { x: (points[i].x + points[i + 1].x) / 2, y: (points[i].y + points[i + 1].y) / 2 };
-        d += " Q" + points[i].x + "," + points[i].y + " " + (i === points.length - 2 ? points[i + 1].x + "," + points[i + 1].y : mid.x + "," + mid.y);
+      for (let i = 1; i < points.length; i++) {
+        const a = points[i - 1], b = points[i], mid = (a.y + b.y) / 2;
+        d += " C" + a.x + "," + mid + " " + b.x + "," + mid + " " + b.x + "," + b.y;
       }
-      if (points.length === 2) d += " L" + points[1].x + "," + points[1].y;
       const reference = edge.kind === "reference";
       root.append(svg("path", { class: "edge" + (reference ? " reference" : ""), d: d,
         "marker-end": reference ? "url(#arrow-ref)" : "url(#arrow)", "data-edge": e.v + ">" + e.w }));
