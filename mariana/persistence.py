@@ -83,7 +83,7 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
     if not isinstance(network, Network):
         raise TypeError(f"save expects a mariana Network, but received {type(network).__name__}.")
     path = _as_path(path, "save")
-    weights = {key: tensor.detach().cpu().contiguous() for key, tensor in network.module.state_dict().items()}
+    weights = _host_tensors(network.module.state_dict(), "weights")
     architecture = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -92,10 +92,10 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
         "network": network.get_config(),
         "weights": {key: {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for key, t in weights.items()},
     }
-    members = {ARCHITECTURE: _json_bytes(architecture), WEIGHTS: safetensors_save(weights) if weights else _EMPTY_SAFETENSORS}
+    members = {ARCHITECTURE: _json_bytes(architecture), WEIGHTS: safetensors_save(weights)}
     if optimizer:
         tensors, scalars = _split_optimizer_state(network.optimizer_state_dict())
-        members[OPTIMIZER_TENSORS] = safetensors_save(tensors) if tensors else _EMPTY_SAFETENSORS
+        members[OPTIMIZER_TENSORS] = safetensors_save(_host_tensors(tensors, "optimizer state"))
         members[OPTIMIZER_JSON] = _json_bytes(scalars)
     event = {"time": time.time(), "event": "save", "path": str(path), "optimizer": bool(optimizer),
              "steps": {name: state["steps"] for name, state in network.optimizer_state_dict()["scenari"].items()}}
@@ -104,7 +104,20 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
     network.log.append(event)
 
 
-_EMPTY_SAFETENSORS = safetensors_save({})
+def _host_tensors(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torch.Tensor]:
+    """Detached, contiguous CPU tensors; a tensor sharing memory with an earlier one is copied (safetensors refuses aliases)."""
+    result: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, tensor in tensors.items():
+        if tensor.dtype not in _DTYPE_NAMES:
+            raise TypeError(f"Cannot save {what} {key!r} of dtype {tensor.dtype}; supported: {sorted(map(str, _DTYPE_NAMES))}.")
+        tensor = tensor.detach().cpu().contiguous()
+        storage = tensor.untyped_storage().data_ptr()
+        if storage in seen and tensor.numel():
+            tensor = tensor.clone()
+        seen.add(storage)
+        result[key] = tensor
+    return result
 
 
 def _write_zip(handle: Any, members: dict[str, bytes]) -> None:
@@ -162,7 +175,7 @@ def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     for param, entries in state["params"].items():
         for key, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"{param}/{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{param}/{key}"] = value
             elif value is None or isinstance(value, (bool, int, float, str)):
                 scalars.setdefault(param, {})[key] = value
             else:

@@ -358,3 +358,23 @@ def test_killed_save_never_leaves_a_corrupt_file(existing, tmp_path):
         mar.load(target)
     else:
         assert not target.exists()
+
+
+def test_tied_params_are_saved_once_each_and_stay_equal(tmp_path):
+    @mar.register
+    class TiedPair(ML.Layer):
+        def output_shape(self, input_shape):
+            return input_shape
+
+        def build(self, input_shape):
+            self.add_param("a", input_shape, torch.nn.init.normal_)
+            self.register_buffer("a_copy", self.a.detach())  # shares memory with the param
+
+        def forward(self, x):
+            return x * self.a + self.a_copy
+
+    mar.seed(0)
+    network = ML.Input(3, name="x") > TiedPair(name="tied")
+    network.save(tmp_path / "m.mar")
+    clone = mar.load(tmp_path / "m.mar")
+    assert torch.equal(clone["tied"].a_copy, network["tied"].a_copy) and torch.equal(clone["tied"].a, network["tied"].a)
