@@ -31,6 +31,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from mariana import __version__
 from mariana.report.describe import describe_layer, human_bytes, human_count, totals
 from mariana.report.log import log_rows
 
@@ -69,8 +70,6 @@ def render_html(network: Any, history: list[dict] | None = None, title: str = "n
         "history": normalize_history(history),
         "log": log_rows(network.log),
     }
-    from mariana import __version__
-
     generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     stats = "".join(
         f'<div class="stat"><b>{html.escape(value)}</b> {html.escape(label)}</div>'
