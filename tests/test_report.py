@@ -46,6 +46,15 @@ def test_cli_show_and_html(network, tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.html", "m.mar"]
 
 
+def test_cli_explains_a_file_it_refuses(tmp_path, capsys):
+    (tmp_path / "bad.mar").write_bytes(b"not a zip")
+    assert cli.main(["show", str(tmp_path / "bad.mar")]) == 2
+    assert "mariana show:" in capsys.readouterr().err
+    assert cli.main(["html", str(tmp_path / "missing.mar")]) == 2
+    assert "No .mar file" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mar"]
+
+
 def test_log_records_construction_connections_trainings_notes_with_times(network):
     network._record("training", outputs=["out"], epochs=2, batch_size=8, results={"valid": {"out": {"loss": 0.5}}})
     events = [entry["event"] for entry in network.log]
