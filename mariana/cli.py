@@ -34,6 +34,11 @@ def _show(args: argparse.Namespace) -> int:
     if network is None:
         return 2
     print(network.summary())
+    if args.log:
+        from mariana.report import format_log
+
+        print("\nGeneration log (UTC):")
+        print(format_log(network.log))
     return 0
 
 
@@ -70,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     show = commands.add_parser("show", help="print the summary of a saved model")
     show.add_argument("model")
+    show.add_argument("--log", action="store_true", help="also print the generation log")
     show.set_defaults(handler=_show)
     html = commands.add_parser("html", help="write the HTML report of a saved model")
     html.add_argument("model")

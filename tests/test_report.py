@@ -40,6 +40,8 @@ def test_cli_show_and_html(network, tmp_path, capsys):
     network.save(tmp_path / "m.mar")
     assert cli.main(["show", str(tmp_path / "m.mar")]) == 0
     assert capsys.readouterr().out.strip() == mar.load(tmp_path / "m.mar").summary().strip()
+    assert cli.main(["show", "--log", str(tmp_path / "m.mar")]) == 0
+    assert "Generation log" in capsys.readouterr().out.split("Total params")[1]
     assert cli.main(["html", str(tmp_path / "m.mar")]) == 0
     page = (tmp_path / "m.html").read_text()
     assert '"name":"recon"' in page
