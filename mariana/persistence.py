@@ -419,7 +419,7 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
     if not isinstance(entries, dict):
         raise ValueError(f"{where}: member {OPTIMIZER_TENSORS!r} has a malformed safetensors header.")
     entries.pop("__metadata__", None)
-    params = {f"{layer.name}.{name}": param for layer in network.layers.values() for name, param in layer._parameters.items()}
+    params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     for key, entry in entries.items():
         param_name, _, state_key = key.partition("/")

@@ -64,11 +64,12 @@ def abstractions(layer: Any) -> dict[str, list[str]]:
 
 
 def param_count(layer: Any) -> int:
-    return sum(p.numel() for p in layer._parameters.values())
+    return sum(p.numel() for p in layer.parameters())  # with those of the layers a wrapper holds
 
 
 def trainable_count(layer: Any) -> int:
-    return sum(p.numel() for name, p in layer._parameters.items() if not layer.is_frozen(name))
+    return sum(p.numel() for _, member in layer.named_layers() for name, p in member._parameters.items()
+               if not (member.is_frozen(name) or layer.is_frozen(name)))
 
 
 def role(layer: Any) -> str:
@@ -97,8 +98,8 @@ def describe_layer(layer: Any) -> dict:
         "references": list(layer.references()),
         "params": param_count(layer),
         "trainable": trainable_count(layer),
-        "param_shapes": {name: list(p.shape) for name, p in layer._parameters.items()},
-        "buffers": {name: list(b.shape) for name, b in layer._buffers.items() if b is not None},
+        "param_shapes": {name: list(p.shape) for name, p in layer.named_parameters()},
+        "buffers": {name: list(b.shape) for name, b in layer.named_buffers()},
         "hyperparameters": hyperparameters,
         "abstractions": abstractions(layer),
     }
