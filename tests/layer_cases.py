@@ -133,6 +133,8 @@ LAYER_CASES: list[LayerCase] = [
     LayerCase("MultiHeadAttention", lambda: _after((5, 8), ML.MultiHeadAttention(2, causal=True, name="layer")),
               "layer", lambda: {"inp": floats(5, 8)}),
     LayerCase("MultiHeadAttention_cross", _cross, "layer", lambda: {"q": floats(4, 6), "kv": floats(5, 3, seed=1)}),
+    LayerCase("MultiHeadAttention_lengths", lambda: _lengths(ML.MultiHeadAttention(1, units=6, causal=True, name="layer")),
+              "layer", _seq_feeds),
 ]
 
 #: Layer classes that are bases or exist only inside other layers, not meant to be cases.

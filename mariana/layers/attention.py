@@ -16,6 +16,7 @@ import torch.nn.functional as F
 
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import positive_int
+from mariana.layers.recurrent import check_lengths
 
 
 class MultiHeadAttention(Layer):
@@ -29,6 +30,10 @@ class MultiHeadAttention(Layer):
     ``heads`` heads; the result is projected back to the query features, so
     the output shape is the query's (ready for a residual ``M``).
     ``causal=True`` lets step ``t`` attend only to steps ``<= t``.
+    Variable lengths: connect an integer ``ML.Input(1, dtype="int64")`` of the
+    attended sequence's lengths last; steps at or beyond a length are never
+    attended to, and in self-attention they come out as zeros (padding then
+    changes nothing, as in the recurrent layers).
     Params: ``W_q``, ``W_k``, ``W_v`` ``(units, features)``, ``W_o``
     ``(features, units)`` and biases ``b_q``, ``b_k``, ``b_v``, ``b_o``
     (the layout of ``torch.nn.MultiheadAttention``'s projections).
@@ -46,13 +51,28 @@ class MultiHeadAttention(Layer):
             raise ValueError(f"MultiHeadAttention: units ({self.units}) must be divisible by heads ({self.heads}).")
         self.causal, self.cross = causal, cross
         super().__init__(**kwargs)
-        self.max_inputs = 2 if cross else 1
+        self.max_inputs = self.expected_inputs + 1  # and optional lengths
 
     @property
     def expected_inputs(self) -> int:
         return 2 if self.cross else 1
 
-    def output_shape(self, query_shape: Shape, context_shape: Shape | None = None) -> Shape:
+    def _check_incoming(self, source: Layer) -> None:
+        sequences = "queries, then keys/values," if self.cross else "a sequence"
+        if len(self.incoming) < self.expected_inputs and not source.dtype.is_floating_point:
+            raise ValueError(
+                f"{self.describe()} takes {sequences} (float) first, then optionally integer lengths; "
+                f"but {source.describe()} produces {source.dtype}. Integer ids go through an ML.Embedding."
+            )
+        if len(self.incoming) == self.expected_inputs and (source.dtype.is_floating_point or source.shape != (1,)):
+            raise ValueError(
+                f"{self.describe()} already receives {[p.name for p in self.incoming]}; a last input must be integer "
+                f"lengths of shape (1,), but {source.describe()} produces {source.dtype} of shape {source.shape}. "
+                f"Declare it as ML.Input(1, dtype='int64')."
+            )
+
+    def output_shape(self, query_shape: Shape, *others: Shape) -> Shape:
+        context_shape = others[0] if self.cross else None
         for role, shape in (("queries", query_shape), ("keys/values", context_shape)):
             if shape is not None and len(shape) != 2:
                 raise ValueError(
@@ -67,9 +87,9 @@ class MultiHeadAttention(Layer):
             )
         return query_shape
 
-    def build(self, query_shape: Shape, context_shape: Shape | None = None) -> None:
+    def build(self, query_shape: Shape, *others: Shape) -> None:
         features = query_shape[1]
-        context = (context_shape or query_shape)[1]
+        context = (others[0] if self.cross else query_shape)[1]
         units = self.units or features
         for name, inputs in (("q", features), ("k", context), ("v", context)):
             self.add_param(f"W_{name}", (units, inputs))
@@ -80,10 +100,19 @@ class MultiHeadAttention(Layer):
     def _heads(self, x: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return F.linear(x, W, b).unflatten(-1, (self.heads, -1)).transpose(1, 2)
 
-    def forward(self, queries: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
-        context = queries if context is None else context
+    def forward(self, queries: torch.Tensor, *others: torch.Tensor) -> torch.Tensor:
+        context = others[0] if self.cross else queries
+        lengths = others[-1] if len(others) > int(self.cross) else None
+        mask, valid = None, None
+        if lengths is not None:
+            steps = context.shape[1]
+            valid = torch.arange(steps, device=context.device) < check_lengths(self, lengths, steps)[:, None]
+            mask = valid[:, None, None, :]
+            if self.causal:  # sdpa takes a mask or is_causal, not both
+                mask = mask & torch.ones(queries.shape[1], steps, dtype=torch.bool, device=context.device).tril()
         attended = F.scaled_dot_product_attention(
             self._heads(queries, self.W_q, self.b_q), self._heads(context, self.W_k, self.b_k),
-            self._heads(context, self.W_v, self.b_v), is_causal=self.causal,
+            self._heads(context, self.W_v, self.b_v), attn_mask=mask, is_causal=self.causal and mask is None,
         )
-        return F.linear(attended.transpose(1, 2).flatten(2), self.W_o, self.b_o)
+        out = F.linear(attended.transpose(1, 2).flatten(2), self.W_o, self.b_o)
+        return out * valid[..., None].to(out.dtype) if valid is not None and not self.cross else out

@@ -100,5 +100,39 @@ def test_cross_attention_context_of_wrong_rank_raises_and_changes_nothing():
     assert [p.name for p in att.incoming] == ["q"] and not att.params and list(net.layers) == ["q", "att"]
     with pytest.raises(ValueError, match="divisible"):
         ML.MultiHeadAttention(4, units=6)
-    with pytest.raises(ValueError, match="takes 1 input"):
+    with pytest.raises(ValueError, match=r"already receives \['a'\]; a last input must be integer lengths"):
         ML.Input((4, 6), name="a") > ML.MultiHeadAttention(2, name="self_att") < ML.Input((4, 6), name="b")  # noqa: B015
+
+
+def with_lengths(att, *inputs):
+    for source in inputs:
+        net = source > att
+    return ML.Input(1, dtype="int64", name="lengths") > att if net else None
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_with_lengths_matches_torch_key_padding_and_ignores_padding(causal):
+    mar.seed(0)
+    att = ML.MultiHeadAttention(2, causal=causal, name="att")
+    net = with_lengths(att, ML.Input((6, 4), name="x"))
+    x, n = seq(3, 6, 4), torch.tensor([6, 2, 4])
+    padding = torch.arange(6) >= n[:, None]
+    mask = torch.triu(torch.ones(6, 6, dtype=torch.bool), 1) if causal else None
+    expected = reference_for(att, 4, 4)(x, x, x, key_padding_mask=padding, attn_mask=mask, need_weights=False)[0].detach()
+    expected = expected.masked_fill(padding[..., None], 0.0)
+    out = torch.from_numpy(net.propagate("att", x=x, lengths=n[:, None]))
+    torch.testing.assert_close(out, expected)
+    garbage = x.masked_fill(padding[..., None], 1e3)
+    np.testing.assert_array_equal(net.propagate("att", x=garbage, lengths=n[:, None]), out.numpy())
+
+
+def test_cross_attention_lengths_mask_the_attended_sequence():
+    mar.seed(0)
+    att = ML.MultiHeadAttention(2, cross=True, name="att")
+    net = with_lengths(att, ML.Input((3, 4), name="q"), ML.Input((5, 2), name="kv"))
+    q, kv, n = seq(2, 3, 4), seq(2, 5, 2, seed=1), torch.tensor([[5], [1]])
+    padding = torch.arange(5) >= n
+    expected = reference_for(att, 4, 2)(q, kv, kv, key_padding_mask=padding, need_weights=False)[0].detach()
+    torch.testing.assert_close(torch.from_numpy(net.propagate("att", q=q, kv=kv, lengths=n)), expected)
+    with pytest.raises(ValueError, match=r"att.*\[1, 5\]"):
+        net.propagate("att", q=q, kv=kv, lengths=[[0], [5]])
