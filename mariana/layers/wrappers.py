@@ -62,9 +62,7 @@ class _Wrapper(Layer):
         return y
 
     def _build_inner(self, input_shape: Shape) -> None:
-        for layer in self.sublayers():  # a build undone by the core leaves inner params behind
-            layer._parameters.clear()
-            layer.param_tags.clear()
+        for layer in self.sublayers():  # a failed '>' unbuilds them again (Layer._unbuild)
             layer._build((input_shape,), layer._infer_shape((input_shape,)))
 
     @property
