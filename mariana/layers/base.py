@@ -48,7 +48,8 @@ _AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.co
 
 
 def _snake_case(class_name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+    # SoftmaxClassifier -> softmax_classifier, Conv2D -> conv2d, MaxPool2D -> max_pool2d, LSTM -> lstm
+    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).lower()
 
 
 def check_name(name: Any, owner: str) -> str:
