@@ -1,0 +1,155 @@
+"""Emergency saves and exact resumption: killed runs finish bit-identical to uninterrupted ones."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import run_child
+import torch
+
+from mariana.training import Trainer, recorders
+from mariana.training.checkpoint import CheckpointStore
+
+CHILD = Path(run_child.__file__)
+
+
+@pytest.fixture(scope="module")
+def reference():
+    """The uninterrupted run: final weights, optimizer state and history."""
+    trainer = run_child.make_trainer()
+    history = trainer.start(*run_child.data())
+    return trainer.net.state_dict(), trainer.net.optimizer_state_dict(), history
+
+
+def child(run_dir, *args, wait=True):
+    command = [sys.executable, str(CHILD), str(run_dir), *map(str, args)]
+    if not wait:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+def assert_identical(trainer, reference):
+    weights, optimizer, history = reference
+    final = trainer.net.state_dict()
+    assert sorted(final) == sorted(weights)
+    for key in weights:
+        assert torch.equal(final[key], weights[key]), key
+    resumed_optimizer = trainer.net.optimizer_state_dict()
+    for key, state in optimizer["params"].items():
+        assert torch.equal(resumed_optimizer["params"][key]["momentum_buffer"], state["momentum_buffer"]), key
+    assert resumed_optimizer["scenari"] == optimizer["scenari"]
+    strip = [{k: v for k, v in entry.items() if k != "time"} for entry in history]
+    assert [{k: v for k, v in entry.items() if k != "time"} for entry in trainer.history] == strip
+
+
+def latest(run_dir):
+    return json.loads((Path(run_dir) / "latest").read_text())
+
+
+@pytest.mark.parametrize(("signal_name", "epoch", "step", "returncode"), [
+    ("SIGTERM", 2, 5, 143),      # mid-epoch
+    ("SIGTERM", 1, 0, 143),      # after the last step of epoch 1: saved between epochs
+    ("SIGINT", 2, 11, -signal.SIGINT),  # KeyboardInterrupt: Python ends by re-raising SIGINT
+])
+def test_signal_then_resume_is_bit_identical(tmp_path, reference, signal_name, epoch, step, returncode):
+    run_dir = tmp_path / "run"
+    result = child(run_dir, "signal", signal_name, epoch, step)
+    assert result.returncode == returncode, result.stderr
+    assert f"mariana resume {run_dir}" in result.stderr
+    if signal_name == "SIGINT":
+        assert "KeyboardInterrupt" in result.stderr
+    pointer = latest(run_dir)
+    assert (pointer["epoch"], pointer["step"]) == ((epoch - 1, step) if step else (epoch, 0))
+    trainer = Trainer.resume(run_dir)
+    assert_identical(trainer, reference)
+    rows = (run_dir / "log.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,time,train_out_loss") and [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]
+    assert any(entry.get("phase") == "resume" for entry in trainer.net.log)
+
+
+def test_sigterm_from_outside_then_resume_is_bit_identical(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    process = child(run_dir, "plain", wait=False)
+    log = run_dir / "log.csv"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 2):
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    if process.returncode == 0:
+        pytest.skip("the run finished before the signal arrived")
+    assert process.returncode == 143, stderr
+    assert_identical(Trainer.resume(run_dir), reference)
+
+
+def test_exception_from_a_recorder_saves_and_resumes_bit_identical(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    trainer = run_child.make_trainer(run_dir, extra=[run_child.RaiseAt(2, 7)])
+    with pytest.raises(RuntimeError, match="recorder failure") as raised:
+        trainer.start(*run_child.data())
+    assert any("mariana resume" in note for note in raised.value.__notes__)
+    assert (latest(run_dir)["epoch"], latest(run_dir)["step"]) == (1, 7)
+    resumed = Trainer.resume(run_dir, recorders=[recorders.CSV("log.csv")])
+    assert_identical(resumed, reference)
+
+
+def test_exception_from_a_subprocess_recorder_exits_with_a_checkpoint(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    result = child(run_dir, "raise", 3, 4)
+    assert result.returncode == 1 and "RuntimeError: recorder failure" in result.stderr
+    assert "mariana resume" in result.stderr
+    assert_identical(Trainer.resume(run_dir), reference)
+
+
+@pytest.mark.parametrize("target", [1, 3])
+def test_kill_during_checkpoint_write_never_leaves_a_corrupt_latest(tmp_path, reference, target):
+    run_dir = tmp_path / "run"
+    result = child(run_dir, "sigkill-write", target)
+    assert result.returncode == -signal.SIGKILL
+    leftovers = list((run_dir / "checkpoints").glob(".ckpt-*.tmp"))
+    assert leftovers, "the kill should have hit a checkpoint write"
+    if target == 1:  # killed while writing the very first checkpoint: nothing to resume from
+        assert not (run_dir / "latest").exists()
+        with pytest.raises(FileNotFoundError, match="no checkpoint"):
+            Trainer.resume(run_dir)
+        return
+    tensors, state = CheckpointStore(run_dir).load("latest")  # verifies the sha256
+    assert state["epoch"] == target - 2
+    resumed = Trainer.resume(run_dir)
+    assert_identical(resumed, reference)
+    assert not list((run_dir / "checkpoints").glob(".ckpt-*.tmp"))
+
+
+def test_resume_checks_data_passed_again(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    assert child(run_dir, "signal", "SIGTERM", 2, 3).returncode == 143
+    train, valid = run_child.data()
+    changed = dict(train)
+    changed["inp"] = np.array(changed["inp"], copy=True)
+    changed["inp"][0, 0] += 1
+    with pytest.raises(ValueError, match="train data passed does not match"):
+        Trainer.resume(run_dir, changed, valid=valid)
+    assert_identical(Trainer.resume(run_dir, train, valid=valid), reference)
+
+
+def test_resume_of_a_finished_run_returns_it(tmp_path, reference):
+    run_dir = tmp_path / "run"
+    assert child(run_dir, "plain").returncode == 0
+    trainer = Trainer.resume(run_dir)
+    assert_identical(trainer, reference)
+    assert trainer.stop_reason.startswith("EpochWall")
+
+
+def test_start_refuses_a_used_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    trainer = run_child.make_trainer(run_dir)
+    trainer.start(*run_child.data())
+    with pytest.raises(ValueError, match="already holds a run"):
+        run_child.make_trainer(run_dir).start(*run_child.data())
+    assert os.path.exists(run_dir / "data" / "train.safetensors")
