@@ -1,7 +1,8 @@
 """A small training run, in-process or as its own process, for the interruption tests.
 
-``python tests/training/run_child.py RUN_DIR MODE [ARG...]`` trains the same
-network on the same data as :func:`make_trainer` does in-process:
+``python tests/training/run_child.py DATA RUN_DIR MODE [ARG...]`` trains the
+same network on the same data (an ``.npz`` written by :func:`save_data`) as
+:func:`make_trainer` does in-process:
 
 * ``signal NAME EPOCH STEP``: send signal NAME to itself after that step (STEP 0: the epoch's last);
 * ``raise EPOCH STEP``: a recorder raises RuntimeError after that step;
@@ -15,6 +16,7 @@ import os
 import signal
 import sys
 
+import numpy as np
 import torch
 
 import mariana as mar
@@ -53,10 +55,16 @@ class RaiseAt(SignalAt):
             raise RuntimeError(f"recorder failure at epoch {self.epoch}, step {step}")
 
 
-def data():
+def save_data(path):
+    """A slice of digits as .npz, so child processes need not import scikit-learn."""
     split = digits(seed=0)
-    train = DatasetMapper(inp=split["train"]["x"][:640], out=split["train"]["y"][:640])
-    valid = DatasetMapper(inp=split["test"]["x"][:200], out=split["test"]["y"][:200], sampler="sequential")
+    np.savez(path, x=split["train"]["x"][:640], y=split["train"]["y"][:640], vx=split["test"]["x"][:200], vy=split["test"]["y"][:200])
+
+
+def data(path):
+    with np.load(path) as arrays:
+        train = DatasetMapper(inp=arrays["x"], out=arrays["y"])
+        valid = DatasetMapper(inp=arrays["vx"], out=arrays["vy"], sampler="sequential")
     return train, valid
 
 
@@ -69,7 +77,7 @@ def make_trainer(run_dir=None, extra=()):
 
 def main(argv):
     torch.set_num_threads(1)
-    run_dir, mode, *args = argv
+    data_path, run_dir, mode, *args = argv
     extra = []
     if mode == "signal":
         extra = [SignalAt(args[0], int(args[1]), int(args[2]))]
@@ -87,7 +95,7 @@ def main(argv):
             real_fsync(fd)
 
         os.fsync = fsync
-    train, valid = data()
+    train, valid = data(data_path)
     make_trainer(run_dir, extra).start(train, valid=valid)
 
 

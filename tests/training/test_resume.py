@@ -20,18 +20,29 @@ CHILD = Path(run_child.__file__)
 
 
 @pytest.fixture(scope="module")
-def reference():
+def data_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "digits.npz"
+    run_child.save_data(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(data_file):
     """The uninterrupted run: final weights, optimizer state and history."""
     trainer = run_child.make_trainer()
-    history = trainer.start(*run_child.data())
+    history = trainer.start(*run_child.data(data_file))
     return trainer.net.state_dict(), trainer.net.optimizer_state_dict(), history
 
 
-def child(run_dir, *args, wait=True):
-    command = [sys.executable, str(CHILD), str(run_dir), *map(str, args)]
-    if not wait:
-        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+@pytest.fixture
+def child(data_file):
+    def run(run_dir, *args, wait=True):
+        command = [sys.executable, str(CHILD), str(data_file), str(run_dir), *map(str, args)]
+        if not wait:
+            return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+    return run
 
 
 def assert_identical(trainer, reference):
@@ -57,7 +68,7 @@ def latest(run_dir):
     ("SIGTERM", 1, 0, 143),      # after the last step of epoch 1: saved between epochs
     ("SIGINT", 2, 11, -signal.SIGINT),  # KeyboardInterrupt: Python ends by re-raising SIGINT
 ])
-def test_signal_then_resume_is_bit_identical(tmp_path, reference, signal_name, epoch, step, returncode):
+def test_signal_then_resume_is_bit_identical(tmp_path, reference, child, signal_name, epoch, step, returncode):
     run_dir = tmp_path / "run"
     result = child(run_dir, "signal", signal_name, epoch, step)
     assert result.returncode == returncode, result.stderr
@@ -73,7 +84,7 @@ def test_signal_then_resume_is_bit_identical(tmp_path, reference, signal_name, e
     assert any(entry.get("phase") == "resume" for entry in trainer.net.log)
 
 
-def test_sigterm_from_outside_then_resume_is_bit_identical(tmp_path, reference):
+def test_sigterm_from_outside_then_resume_is_bit_identical(tmp_path, reference, child):
     run_dir = tmp_path / "run"
     process = child(run_dir, "plain", wait=False)
     log = run_dir / "log.csv"
@@ -88,68 +99,60 @@ def test_sigterm_from_outside_then_resume_is_bit_identical(tmp_path, reference):
     assert_identical(Trainer.resume(run_dir), reference)
 
 
-def test_exception_from_a_recorder_saves_and_resumes_bit_identical(tmp_path, reference):
-    run_dir = tmp_path / "run"
-    trainer = run_child.make_trainer(run_dir, extra=[run_child.RaiseAt(2, 7)])
+def interrupted_in_process(run_dir, data_file, epoch=2, step=7):
+    trainer = run_child.make_trainer(run_dir, extra=[run_child.RaiseAt(epoch, step)])
     with pytest.raises(RuntimeError, match="recorder failure") as raised:
-        trainer.start(*run_child.data())
+        trainer.start(*run_child.data(data_file))
+    return raised
+
+
+def test_exception_from_a_recorder_saves_and_resumes_bit_identical(tmp_path, reference, data_file):
+    run_dir = tmp_path / "run"
+    raised = interrupted_in_process(run_dir, data_file)
     assert any("mariana resume" in note for note in raised.value.__notes__)
     assert (latest(run_dir)["epoch"], latest(run_dir)["step"]) == (1, 7)
     resumed = Trainer.resume(run_dir, recorders=[recorders.CSV("log.csv")])
     assert_identical(resumed, reference)
 
 
-def test_exception_from_a_subprocess_recorder_exits_with_a_checkpoint(tmp_path, reference):
+def test_kill_during_checkpoint_write_never_leaves_a_corrupt_latest(tmp_path, reference, child):
     run_dir = tmp_path / "run"
-    result = child(run_dir, "raise", 3, 4)
-    assert result.returncode == 1 and "RuntimeError: recorder failure" in result.stderr
-    assert "mariana resume" in result.stderr
-    assert_identical(Trainer.resume(run_dir), reference)
-
-
-@pytest.mark.parametrize("target", [1, 3])
-def test_kill_during_checkpoint_write_never_leaves_a_corrupt_latest(tmp_path, reference, target):
-    run_dir = tmp_path / "run"
-    result = child(run_dir, "sigkill-write", target)
+    result = child(run_dir, "sigkill-write", 3)  # checkpoints: start, epoch 1, epoch 2 <- killed mid-write
     assert result.returncode == -signal.SIGKILL
     leftovers = list((run_dir / "checkpoints").glob(".ckpt-*.tmp"))
     assert leftovers, "the kill should have hit a checkpoint write"
-    if target == 1:  # killed while writing the very first checkpoint: nothing to resume from
-        assert not (run_dir / "latest").exists()
-        with pytest.raises(FileNotFoundError, match="no checkpoint"):
-            Trainer.resume(run_dir)
-        return
     tensors, state = CheckpointStore(run_dir).load("latest")  # verifies the sha256
-    assert state["epoch"] == target - 2
+    assert state["epoch"] == 1
     resumed = Trainer.resume(run_dir)
     assert_identical(resumed, reference)
     assert not list((run_dir / "checkpoints").glob(".ckpt-*.tmp"))
 
 
-def test_resume_checks_data_passed_again(tmp_path, reference):
+def test_resume_checks_data_passed_again(tmp_path, reference, data_file):
     run_dir = tmp_path / "run"
-    assert child(run_dir, "signal", "SIGTERM", 2, 3).returncode == 143
-    train, valid = run_child.data()
+    interrupted_in_process(run_dir, data_file, 2, 3)
+    train, valid = run_child.data(data_file)
     changed = dict(train)
     changed["inp"] = np.array(changed["inp"], copy=True)
     changed["inp"][0, 0] += 1
     with pytest.raises(ValueError, match="train data passed does not match"):
         Trainer.resume(run_dir, changed, valid=valid)
-    assert_identical(Trainer.resume(run_dir, train, valid=valid), reference)
+    with pytest.raises(ValueError, match="had no \\['test'\\] stream"):
+        Trainer.resume(run_dir, train, valid=valid, test=valid)
+    assert_identical(Trainer.resume(run_dir, train, valid=valid, recorders=[]), reference)
 
 
-def test_resume_of_a_finished_run_returns_it(tmp_path, reference):
+def test_resume_of_a_finished_run_returns_it(tmp_path, reference, data_file):
     run_dir = tmp_path / "run"
-    assert child(run_dir, "plain").returncode == 0
+    run_child.make_trainer(run_dir).start(*run_child.data(data_file))
     trainer = Trainer.resume(run_dir)
     assert_identical(trainer, reference)
     assert trainer.stop_reason.startswith("EpochWall")
 
 
-def test_start_refuses_a_used_run_dir(tmp_path):
+def test_start_refuses_a_used_run_dir(tmp_path, data_file):
     run_dir = tmp_path / "run"
-    trainer = run_child.make_trainer(run_dir)
-    trainer.start(*run_child.data())
+    interrupted_in_process(run_dir, data_file, 1, 2)
     with pytest.raises(ValueError, match="already holds a run"):
-        run_child.make_trainer(run_dir).start(*run_child.data())
+        run_child.make_trainer(run_dir).start(*run_child.data(data_file))
     assert os.path.exists(run_dir / "data" / "train.safetensors")
