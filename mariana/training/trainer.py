@@ -301,6 +301,7 @@ class Trainer:
                     self._train_epoch()
                 self._end_epoch()
             self._drain()
+            self._check_signal()  # a signal during the last epoch's end: the run is complete, but still exit as asked
             return self.history
         except BaseException as error:
             if not self._emergency_written and self._can_save():
