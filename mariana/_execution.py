@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from mariana.network import Network
 
 
-def as_tensor(value: Any, owner: str, role: str) -> torch.Tensor:
+def as_tensor(value: Any, layer: Layer, role: str) -> torch.Tensor:
     """``value`` (tensor, numpy array or nested lists) as a tensor, without copying when possible."""
     if isinstance(value, torch.Tensor):
         return value
+    owner = layer.describe()
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{owner}: expected numeric {role}, but received an array of dtype {value.dtype}.")
@@ -37,6 +38,18 @@ def as_tensor(value: Any, owner: str, role: str) -> torch.Tensor:
     if array.dtype.kind not in "biuf":
         raise ValueError(f"{owner}: expected numeric {role}, but received {type(value).__name__} of dtype {array.dtype}.")
     return torch.from_numpy(array)
+
+
+def check_ids_in_range(ids: torch.Tensor, count: int, layer: Layer, noun: str) -> None:
+    """``ValueError`` unless every id is in ``[0, count)``, e.g. "has 5 entries, so ids must be in [0, 4]"."""
+    if ids.numel():
+        extremes = torch.aminmax(ids)
+        low, high = extremes.min.item(), extremes.max.item()
+        if low < 0 or high >= count:
+            raise ValueError(
+                f"{layer.describe()} has {count} {noun}, so ids must be in [0, {count - 1}], "
+                f"but received ids from {low} to {high}."
+            )
 
 
 def batch_length(feeds: dict[str, torch.Tensor]) -> int:
@@ -62,7 +75,8 @@ def chunks(feeds: dict, targets: dict, batch_size: int | None) -> Iterator[tuple
 class ForwardPlan:
     """Which layers to evaluate, in which order, to obtain ``targets``."""
 
-    def __init__(self, network: Network, targets: tuple[str, ...], keep_pre: tuple[str, ...] = ()) -> None:
+    def __init__(self, network: Network, targets: tuple[str, ...], keep_pre: tuple[str, ...] = (),
+                 logits_only: frozenset[str] = frozenset()) -> None:
         self.network = network
         self.target_names = targets
         layers = network.layers
@@ -91,7 +105,7 @@ class ForwardPlan:
                 layer.name in keep_pre,
                 layer.name in clean,
                 tuple(layer.decorators),
-                None if type(layer.activation).__name__ == "Pass" else layer.activation,
+                None if type(layer.activation).__name__ == "Pass" or layer.name in logits_only else layer.activation,
             )
             for layer in self.layers
         ]
@@ -122,8 +136,7 @@ class ForwardPlan:
             values[layer.name] = x
         return values, pre, clean
 
-    def prepare(self, batch: dict[str, Any], device: torch.device | None = None,
-                target_outputs: tuple = ()) -> tuple[dict, dict]:
+    def prepare(self, batch: dict[str, Any], target_outputs: tuple = ()) -> tuple[dict, dict]:
         """Check and convert a batch: (Input feeds, output targets), on the plan's device."""
         device = self.device
         target_keys = {layer.name: layer for layer in target_outputs if layer.takes_targets}
@@ -136,16 +149,18 @@ class ForwardPlan:
                 )
         feeds: dict[str, torch.Tensor] = {}
         size = None
-        size_owner = ""
+        size_owner = None
         for name in self.input_names:
             if name not in batch:
                 raise ValueError(f"Missing input {name!r}: this call needs Input(s) {list(self.input_names)}, but received {sorted(batch)}.")
             layer = self.network._layers[name]
             tensor = layer.accept(batch[name])
             if size is None:
-                size, size_owner = tensor.shape[0], layer.describe()
+                size, size_owner = tensor.shape[0], layer
             elif tensor.shape[0] != size:
-                raise ValueError(f"Batch size mismatch: {size_owner} received {size} rows but {layer.describe()} received {tensor.shape[0]}.")
+                raise ValueError(
+                    f"Batch size mismatch: {size_owner.describe()} received {size} rows but {layer.describe()} received {tensor.shape[0]}."
+                )
             feeds[name] = tensor if tensor.device == device else tensor.to(device, non_blocking=True)
         targets: dict[str, torch.Tensor] = {}
         for name, layer in target_keys.items():
@@ -154,7 +169,7 @@ class ForwardPlan:
             tensor = layer.accept_targets(batch[name])
             if size is not None and tensor.shape[0] != size:
                 raise ValueError(
-                    f"Batch size mismatch: {size_owner} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}."
+                    f"Batch size mismatch: {size_owner.describe()} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}."
                 )
             targets[name] = tensor if tensor.device == device else tensor.to(device, non_blocking=True)
         return feeds, targets
@@ -165,15 +180,21 @@ class CostPlan:
 
     def __init__(self, network: Network, outputs: tuple[str, ...], training: bool) -> None:
         self.outputs = [network[name] for name in outputs]
-        self.forward = ForwardPlan(network, outputs, keep_pre=outputs)
+        self.target_layers = tuple(self.outputs)
+        # Outputs whose cost reads the pre-activation (softmax + NLL, ...) skip the unused activation.
+        logits_only = frozenset(
+            layer.name for layer in self.outputs
+            if layer.uses_logits(training) and not any(other.name in outputs or other.is_output for other in layer.outgoing)
+        )
+        self.forward = ForwardPlan(network, outputs, keep_pre=outputs, logits_only=logits_only)
         self.optimizers: list[tuple[Any, torch.optim.Optimizer]] = []
         self.penalties: list[tuple[Any, list[torch.nn.Parameter]]] = []
         self.backward_inputs: list[torch.nn.Parameter] | None = None
         if training:
             self._plan_updates(network)
 
-    def prepare(self, batch: dict, device: torch.device) -> tuple[dict, dict]:
-        return self.forward.prepare(batch, device, target_outputs=tuple(self.outputs))
+    def prepare(self, batch: dict) -> tuple[dict, dict]:
+        return self.forward.prepare(batch, target_outputs=self.target_layers)
 
     def _plan_updates(self, network: Network) -> None:
         groups: dict[tuple, tuple[Any, list]] = {}
@@ -228,7 +249,8 @@ class CostPlan:
             losses[layer.name] = layer.cost_value(pre[layer.name], values[layer.name], targets.get(layer.name), clean, training)
         total = None
         if training:
-            total = sum(losses.values())
+            for loss in losses.values():
+                total = loss if total is None else total + loss
             for regularization, params in self.penalties:
                 total = total + regularization.penalty(params)
         return losses, total

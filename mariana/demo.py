@@ -83,9 +83,15 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def run_bench(args: argparse.Namespace) -> int:
     import runpy
+    import sys
 
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "step_overhead.py"
     if not script.exists():
         raise FileNotFoundError(f"mariana bench runs {script}, which is part of the source checkout.")
-    runpy.run_path(str(script), run_name="__main__")
+    argv = sys.argv
+    sys.argv = [str(script), "--steps", str(args.steps)]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    finally:
+        sys.argv = argv
     return 0

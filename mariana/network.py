@@ -298,11 +298,16 @@ class Network:
         return plan
 
     def _cost_plan(self, outputs: Any, training: bool) -> EX.CostPlan:
-        names = _output_names(self, outputs)
-        key = ("train" if training else "test", names)
-        plan = self._plans.get(key)
+        fast_key = (training, outputs) if isinstance(outputs, str) else None
+        plan = self._plans.get(fast_key) if fast_key is not None else None
         if plan is None:
-            plan = self._plans[key] = EX.CostPlan(self, names, training)
+            names = _output_names(self, outputs)
+            key = ("train" if training else "test", names)
+            plan = self._plans.get(key)
+            if plan is None:
+                plan = self._plans[key] = EX.CostPlan(self, names, training)
+            if fast_key is not None:
+                self._plans[fast_key] = plan
         return plan
 
     # -- run calls ------------------------------------------------------------------
@@ -315,16 +320,23 @@ class Network:
         Example: ``net.train("out", inp=x, out=y)``.
         """
         plan = self._cost_plan(outputs, training=True)
-        feeds, targets = plan.prepare(batch, self.device)
-        with _mode(self.module, training=True):
+        feeds, targets = plan.prepare(batch)
+        module = self.module
+        was_training = module.training
+        if not was_training:
+            module.train(True)
+        try:
             losses, total = plan.losses(feeds, targets, training=True)
             plan.step(total)
+        finally:
+            if not was_training:
+                module.train(False)
         return {name: loss.detach() for name, loss in losses.items()}
 
     def test(self, outputs: str | Sequence[str], /, batch_size: int | None = None, **batch: Any) -> dict[str, torch.Tensor]:
         """The costs of ``outputs`` without updating anything (no dropout); chunked by ``batch_size``."""
         plan = self._cost_plan(outputs, training=False)
-        feeds, targets = plan.prepare(batch, self.device)
+        feeds, targets = plan.prepare(batch)
         totals: dict[str, torch.Tensor] = {}
         with _mode(self.module, training=False), torch.no_grad():
             for start, stop, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
@@ -347,7 +359,7 @@ class Network:
         """Fraction of samples whose predicted class equals the target class id."""
         layer = self._classifier(output, "accuracy")
         plan = self._forward_plan((layer.name,))
-        feeds, targets = plan.prepare(batch, self.device, target_outputs=(layer,))
+        feeds, targets = plan.prepare(batch, target_outputs=(layer,))
         correct = 0
         with _mode(self.module, training=False), torch.no_grad():
             for _, _, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
@@ -362,7 +374,7 @@ class Network:
     def _infer(self, name: str, batch_size: int | None, batch: dict) -> torch.Tensor:
         layer = self[_single_name(name, "propagate")]
         plan = self._forward_plan((layer.name,))
-        feeds, _ = plan.prepare(batch, self.device)
+        feeds, _ = plan.prepare(batch)
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
             for _, _, chunk_feeds, _ in EX.chunks(feeds, {}, batch_size):

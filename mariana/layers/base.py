@@ -137,9 +137,10 @@ class Layer(Configurable, nn.Module):
         self.decorators = _as_list(decorators, "decorators", owner, MD.Decorator)
         self.regularizations = _as_list(regularizations, "regularizations", owner, MR.Regularization)
         self.initializations = _as_list(initializations, "initializations", owner, MI.Initialization)
-        self.learning_scenari = _as_list(learning_scenari, "learning_scenari", owner, MS.LearningScenario)
-        self.optimizer, self.fixed = MS.split_scenari(owner, self.learning_scenari)
         self.shape: Shape | None = None
+        self._learning_scenari: list[MS.LearningScenario] = []
+        self.optimizer, self.fixed = None, ()
+        self.learning_scenari = learning_scenari
         self.input_shapes: tuple[Shape, ...] | None = None
         self.incoming: list[Layer] = []
         self.outgoing: list[Layer] = []
@@ -158,6 +159,26 @@ class Layer(Configurable, nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(*inputs).")
+
+    @property
+    def learning_scenari(self) -> list[MS.LearningScenario]:
+        """This layer's own scenari; assigning a new list takes effect at the next run call."""
+        return list(self._learning_scenari)
+
+    @learning_scenari.setter
+    def learning_scenari(self, scenari: Sequence[MS.LearningScenario] | MS.LearningScenario | None) -> None:
+        owner = f"{type(self).__name__} {self.name!r}"
+        items = _as_list(scenari, "learning_scenari", owner, MS.LearningScenario)
+        optimizer, fixed = MS.split_scenari(owner, items)
+        if self.shape is not None:
+            for entry in fixed:
+                unknown = [n for n in entry.param_names if n not in self._parameters]
+                if unknown:
+                    raise ValueError(f"{owner}: Fixed names unknown param(s) {unknown}; this layer's params are {sorted(self._parameters)}.")
+        self._learning_scenari, self.optimizer, self.fixed = items, optimizer, fixed
+        network = self.__dict__.get("network")
+        if network is not None:
+            network._changed()
 
     # -- params --------------------------------------------------------------------
     def add_param(

@@ -68,7 +68,7 @@ class Input(Layer):
 
     def accept(self, value: Any) -> torch.Tensor:
         """``value`` checked and converted to this Input's dtype; ``ValueError`` if it doesn't fit."""
-        tensor = as_tensor(value, self.describe(), "input data")
+        tensor = as_tensor(value, self, "input data")
         if self._dtype.is_floating_point:
             if tensor.dtype == torch.bool or tensor.is_complex():
                 raise ValueError(f"{self.describe()} expects {self._dtype} data, but received {tensor.dtype}.")

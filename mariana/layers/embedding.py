@@ -14,6 +14,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mariana._execution import check_ids_in_range
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import positive_int
 
@@ -40,11 +41,5 @@ class Embedding(Layer):
         self.add_param("E", (self.dictionary_size, self.dimensions))
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        if ids.numel():
-            low, high = int(ids.min()), int(ids.max())
-            if low < 0 or high >= self.dictionary_size:
-                raise ValueError(
-                    f"{self.describe()} has {self.dictionary_size} entries, so ids must be in "
-                    f"[0, {self.dictionary_size - 1}], but received ids from {low} to {high}."
-                )
+        check_ids_in_range(ids, self.dictionary_size, self, "entries")
         return F.embedding(ids, self.E)

@@ -19,7 +19,7 @@ import torch
 
 from mariana import activations as MA
 from mariana import costs as MC
-from mariana._execution import as_tensor
+from mariana._execution import as_tensor, check_ids_in_range
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import Hidden
 from mariana.registry import serialize
@@ -44,16 +44,20 @@ class OutputLayer(Hidden):
     def is_output(self) -> bool:
         return True
 
+    def uses_logits(self, training: bool) -> bool:
+        """Whether the cost is computed on pre-activations (numerically stable form)."""
+        stable = self.cost.logits_activation is not None and isinstance(self.activation, self.cost.logits_activation)
+        return stable and not (training and self.decorators)
+
     def cost_value(self, pre: torch.Tensor, out: torch.Tensor, targets: torch.Tensor | None,
                    clean: dict[str, torch.Tensor], training: bool) -> torch.Tensor:
         """This layer's cost for one forward pass (stable logits form when it applies)."""
-        stable = self.cost.logits_activation is not None and isinstance(self.activation, self.cost.logits_activation)
-        if stable and not (training and self.decorators):
+        if self.uses_logits(training):
             return self.cost.on_logits(self.activation.to_logits(pre), targets)
         return self.cost(out, targets)
 
     def accept_targets(self, value: Any) -> torch.Tensor:
-        tensor = as_tensor(value, self.describe(), "targets")
+        tensor = as_tensor(value, self, "targets")
         if tensor.dtype == torch.bool or tensor.is_complex():
             raise ValueError(f"{self.describe()} expects numeric targets, but received {tensor.dtype}.")
         if tensor.dim() == 1 and self.shape == (1,):
@@ -96,18 +100,15 @@ class SoftmaxClassifier(OutputLayer):
         return self.activation.temperature
 
     def accept_targets(self, value: Any) -> torch.Tensor:
-        tensor = as_tensor(value, self.describe(), "targets")
+        tensor = as_tensor(value, self, "targets")
         kind = self.cost.target_kind
         if not tensor.is_floating_point() and tensor.dtype != torch.bool and kind != "values":
             if tensor.dim() != 1:
                 raise ValueError(
                     f"{self.describe()} expected integer class ids of shape (batch,), but received shape {tuple(tensor.shape)}."
                 )
-            if tensor.device.type == "cpu" and tensor.numel() and (int(tensor.min()) < 0 or int(tensor.max()) >= self.size):
-                raise ValueError(
-                    f"{self.describe()} has {self.size} classes, so class ids must be in [0, {self.size - 1}], "
-                    f"but received ids from {int(tensor.min())} to {int(tensor.max())}."
-                )
+            if tensor.device.type == "cpu":  # checked before the move: no device sync
+                check_ids_in_range(tensor, self.size, self, "classes")
             return tensor if tensor.dtype == torch.int64 else tensor.long()
         if kind == "ids":
             raise ValueError(
