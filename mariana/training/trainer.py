@@ -265,7 +265,7 @@ class Trainer:
         self._prepared = {}
         for name, mapper in streams.items():
             # Checked and converted once: each step then only slices tensors.
-            feeds, target_tensors = eval_plan.prepare(dict(mapper), net.device)
+            feeds, target_tensors = eval_plan.prepare(dict(mapper))
             class_ids = {}
             for output in self.classifiers:
                 ids = target_tensors[output]
