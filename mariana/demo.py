@@ -70,7 +70,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"epoch {last['epoch']}: train loss {last['train']['out']['loss']:.4f}, "
           f"valid accuracy {last['valid']['out']['accuracy']:.4f}")
     accuracy = net.accuracy("out", batch_size=1024, inp=x_test, out=y_test)
-    print(f"Final held-out test accuracy: {accuracy:.4f} ({seconds:.1f} s of training)")
+    print(f"Final held-out accuracy: {accuracy:.4f} ({seconds:.1f} s of training)")
     try:
         net.save(str(run_dir / "model.mar"))
         print(f"Saved the model to {run_dir / 'model.mar'}")

@@ -72,7 +72,7 @@ def make_trainer(run_dir=None, extra=()):
     mar.seed(0)
     net = build_mlp((64,), 10, hidden=32)  # dropout: the run draws from torch's global RNG every step
     return Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
-                   recorders=[recorders.CSV("log.csv"), *extra], run_dir=run_dir, seed=7)
+                   recorders=[*([recorders.CSV("log.csv")] if run_dir else []), *extra], run_dir=run_dir, seed=7)
 
 
 def main(argv):
