@@ -21,6 +21,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 
 import numpy as np
 import torch
@@ -100,6 +101,7 @@ def lightning_run(x: np.ndarray, y: np.ndarray) -> float | None:
     except ImportError:
         return None
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips or banners in the table
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)  # Lightning's own, not ours
 
     class Module(L.LightningModule):
         def __init__(self) -> None:
