@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test lint bench bench-trainer clean
 
 setup: $(STAMP)
 
@@ -27,6 +27,10 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python benchmarks/step_overhead.py
+
+# The Trainer against a plain PyTorch loop (and Keras 3 / Lightning with the bench extra) on MNIST.
+bench-trainer: setup
+	$(BIN)/python benchmarks/trainer_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

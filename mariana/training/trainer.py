@@ -154,6 +154,7 @@ class Trainer:
         if streams["train"] is None:
             raise ValueError("Trainer.start: the train stream is required.")
         self._setup({k: v for k, v in streams.items() if v is not None})
+        self._started = True
         if self.seed is not None:
             mariana.seed(self.seed)
         self._streams["train"].sampler.start()
@@ -246,7 +247,6 @@ class Trainer:
 
     # -- setup --------------------------------------------------------------------------
     def _setup(self, streams: dict[str, DatasetMapper]) -> None:
-        self._started = True
         net = self.net
         layers = list(net.layers)
         inputs = list(net._cost_plan(self.outputs, training=False).forward.input_names)

@@ -13,7 +13,12 @@ import pytest
 import run_child
 import torch
 
-from mariana.training import Trainer, recorders
+import mariana as mar
+import mariana.activations as MA
+import mariana.decorators as MD
+import mariana.layers as ML
+import mariana.scenari as MS
+from mariana.training import Trainer, recorders, stops
 from mariana.training.checkpoint import CheckpointStore
 
 CHILD = Path(run_child.__file__)
@@ -156,3 +161,39 @@ def test_start_refuses_a_used_run_dir(tmp_path, data_file):
     with pytest.raises(ValueError, match="already holds a run"):
         run_child.make_trainer(run_dir).start(*run_child.data(data_file))
     assert os.path.exists(run_dir / "data" / "train.safetensors")
+
+
+@mar.register
+class FailingOnce(ML.Layer):
+    """Identity that raises in the training forward pass number ``FailingOnce.countdown`` (None: never)."""
+
+    countdown = None
+
+    def output_shape(self, input_shape):
+        return input_shape
+
+    def forward(self, x):
+        if self.training and FailingOnce.countdown is not None:
+            FailingOnce.countdown -= 1
+            if FailingOnce.countdown == 0:
+                FailingOnce.countdown = None
+                raise RuntimeError("failure inside a training step")
+        return x
+
+
+def test_exception_inside_a_step_after_dropout_drew_resumes_bit_identical(tmp_path, data_file):
+    def run(run_dir=None):
+        mar.seed(0)
+        net = (ML.Input(64, name="inp") > ML.Hidden(16, activation=MA.ReLU(), decorators=[MD.BinomialDropout(0.3)], name="hid")
+               > FailingOnce(name="flaky") > ML.SoftmaxClassifier(10, learning_scenari=[MS.GradientDescent(0.05, momentum=0.9)], name="out"))
+        trainer = Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(2)], recorders=[], run_dir=run_dir, seed=1)
+        trainer.start(*run_child.data(data_file))
+        return trainer
+
+    expected = run().net.state_dict()
+    FailingOnce.countdown = 27  # step 7 of epoch 2: dropout in "hid" has already drawn for this step
+    with pytest.raises(RuntimeError, match="failure inside a training step"):
+        run(tmp_path / "run")
+    assert (latest(tmp_path / "run")["epoch"], latest(tmp_path / "run")["step"]) == (1, 6)
+    final = Trainer.resume(tmp_path / "run").net.state_dict()
+    assert all(torch.equal(final[key], value) for key, value in expected.items())
