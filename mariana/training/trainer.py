@@ -346,6 +346,7 @@ class Trainer:
         self.net.module.train(True)
         plans = self._step_plans
         random_pick = self.order == "random"
+        keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
         batch_size = self.batch_size
         for step in range(self.position_step, steps):
             if self._signal is not None:
@@ -353,7 +354,8 @@ class Trainer:
             low, high = step * batch_size, min(step * batch_size + batch_size, total)
             batch_feeds = {key: value[low:high] for key, value in feeds.items()}
             batch_targets = {key: value[low:high] for key, value in targets.items()}
-            self._rng_before_step = torch.get_rng_state()
+            if keep_rng:
+                self._rng_before_step = torch.get_rng_state()
             self._in_step = True
             chosen = (plans[int(self._order_rng.integers(len(plans)))],) if random_pick else plans
             for names, plan in chosen:

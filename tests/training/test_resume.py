@@ -128,8 +128,11 @@ def test_kill_during_checkpoint_write_never_leaves_a_corrupt_latest(tmp_path, re
     assert leftovers, "the kill should have hit a checkpoint write"
     tensors, state = CheckpointStore(run_dir).load("latest")  # verifies the sha256
     assert state["epoch"] == 1
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["1", "2"]
     resumed = Trainer.resume(run_dir)
     assert_identical(resumed, reference)
+    # The log went back to the checkpoint (epoch 1) and on from there: epoch 2 is not written twice.
+    assert [row.split(",")[0] for row in (run_dir / "log.csv").read_text().splitlines()[1:]] == ["1", "2", "3"]
     assert not list((run_dir / "checkpoints").glob(".ckpt-*.tmp"))
 
 
