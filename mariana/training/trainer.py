@@ -319,10 +319,10 @@ class Trainer:
                 self._writer = None
 
     def _capture(self, name: str):
-        captured_name = name
+        """A forward hook keeping a classifier's pre-activation, for accuracies without a second pass."""
 
         def hook(module: Any, inputs: Any, output: torch.Tensor) -> None:
-            self._captured[captured_name] = output.detach()
+            self._captured[name] = output.detach()
 
         return hook
 
