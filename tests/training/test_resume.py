@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import run_child
 import torch
 
 import mariana as mar
@@ -20,6 +19,7 @@ import mariana.layers as ML
 import mariana.scenari as MS
 from mariana.training import Trainer, recorders, stops
 from mariana.training.checkpoint import CheckpointStore
+from tests.training import run_child
 
 CHILD = Path(run_child.__file__)
 
