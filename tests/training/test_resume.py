@@ -200,3 +200,19 @@ def test_exception_inside_a_step_after_dropout_drew_resumes_bit_identical(tmp_pa
     assert (latest(tmp_path / "run")["epoch"], latest(tmp_path / "run")["step"]) == (1, 6)
     final = Trainer.resume(tmp_path / "run").net.state_dict()
     assert all(torch.equal(final[key], value) for key, value in expected.items())
+
+
+def test_checkpoints_keep_the_last_k_and_the_best(tmp_path, data_file):
+    run_dir = tmp_path / "run"
+    mar.seed(0)
+    net = ML.Input(64, name="inp") > ML.SoftmaxClassifier(10, learning_scenari=[MS.GradientDescent(5.0)], name="out")
+    trainer = Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(6)], recorders=[], run_dir=run_dir, keep_checkpoints=1,
+                      best=("valid", "out", "accuracy"), seed=0)
+    history = trainer.start(*run_child.data(data_file))
+    store = CheckpointStore(run_dir)
+    names = store.names()
+    best_epoch = max(range(6), key=lambda i: (history[i]["valid"]["out"]["accuracy"], -i)) + 1
+    pointers = {which: json.loads((run_dir / which).read_text()) for which in ("latest", "best")}
+    assert pointers["latest"]["epoch"] == 6 and pointers["best"]["epoch"] == best_epoch < 6
+    assert names == sorted([pointers["best"]["checkpoint"], pointers["latest"]["checkpoint"]])  # start and epochs 1-4 pruned
+    assert store.load("best")[1]["history"][-1]["epoch"] == best_epoch
