@@ -216,3 +216,14 @@ def test_checkpoints_keep_the_last_k_and_the_best(tmp_path, data_file):
     assert pointers["latest"]["epoch"] == 6 and pointers["best"]["epoch"] == best_epoch < 6
     assert names == sorted([pointers["best"]["checkpoint"], pointers["latest"]["checkpoint"]])  # start and epochs 1-4 pruned
     assert store.load("best")[1]["history"][-1]["epoch"] == best_epoch
+
+
+def test_a_damaged_checkpoint_is_refused(tmp_path, data_file):
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 1, 3)
+    path = run_dir / "checkpoints" / latest(run_dir)["checkpoint"]
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"Checkpoint .* is damaged: expected sha256 [0-9a-f]{64}, but the file hashes to"):
+        Trainer.resume(run_dir)
