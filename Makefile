@@ -4,17 +4,32 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+REPORT_ASSETS := mariana/report/assets
 
-.PHONY: setup demo test lint bench bench-trainer clean
+.PHONY: setup demo test lint bench bench-trainer clean report-assets browser
 
 setup: $(STAMP)
 
 # torch is pinned in the same pip command as the package so no other torch
 # (e.g. a multi-GB CUDA build) is ever resolved.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(REPORT_ASSETS)/package-lock.json
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" -e ".[test]"
+	$(MAKE) --no-print-directory report-assets browser
 	touch $(STAMP)
+
+# The HTML report inlines dagre (graph layout) and uPlot (curves) from npm, pinned by the lockfile.
+report-assets:
+	@command -v npm >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; } || \
+		{ echo "npm is missing: install Node.js, then run make setup (the HTML report needs it)"; exit 1; }
+	npm ci --prefix $(REPORT_ASSETS) --no-audit --no-fund --loglevel=error
+
+# The HTML report's browser test drives Debian's chromium; it is skipped (with the reason) without one.
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get update -qq && apt-get install -y -qq chromium >/dev/null; } || \
+		echo "chromium not installed: tests/test_html_browser.py will be skipped"
 
 demo: setup
 	$(BIN)/mariana demo

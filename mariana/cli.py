@@ -18,18 +18,36 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
-def _show(args: argparse.Namespace) -> int:
+def _load_or_explain(command: str, path: str):
+    """The network saved at ``path``, or None after printing why it cannot be loaded (no traceback)."""
     import mariana
 
-    print(mariana.load(args.model).summary())
+    try:
+        return mariana.load(path)
+    except (ValueError, FileNotFoundError) as error:
+        print(f"mariana {command}: {error}", file=sys.stderr)
+        return None
+
+
+def _show(args: argparse.Namespace) -> int:
+    network = _load_or_explain("show", args.model)
+    if network is None:
+        return 2
+    print(network.summary())
+    if args.log:
+        from mariana.report import format_log
+
+        print("\nGeneration log (UTC):")
+        print(format_log(network.log))
     return 0
 
 
 def _html(args: argparse.Namespace) -> int:
-    import mariana
-
+    network = _load_or_explain("html", args.model)
+    if network is None:
+        return 2
     output = args.output or str(args.model).removesuffix(".mar") + ".html"
-    mariana.load(args.model).to_html(output)
+    network.to_html(output)
     print(f"Wrote {output}")
     return 0
 
@@ -60,6 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     show = commands.add_parser("show", help="print the summary of a saved model")
     show.add_argument("model")
+    show.add_argument("--log", action="store_true", help="also print the generation log")
     show.set_defaults(handler=_show)
     html = commands.add_parser("html", help="write the HTML report of a saved model")
     html.add_argument("model")

@@ -1,9 +1,10 @@
-"""Exports (ONNX). Being built under the persistence/export issue."""
+"""Exports of a network to other formats (ONNX).
+
+Example: ``net.to_onnx("m.onnx", outputs=["out"])``; see :mod:`mariana.export.onnx`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from mariana.export.onnx import PositionalGraph, to_onnx
 
-
-def to_onnx(network: Any, path: Any, outputs: Any = None, **kwargs: Any) -> None:
-    raise NotImplementedError("net.to_onnx() is not built yet (export issue).")
+__all__ = ["PositionalGraph", "to_onnx"]

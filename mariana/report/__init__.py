@@ -1,13 +1,16 @@
-"""Summaries, HTML reports and the generation log. Being built under the persistence/report issue."""
+"""Reports on a network: text summary, self-contained HTML page, generation log.
+
+Example:
+    >>> import mariana.layers as ML
+    >>> net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    >>> print(net.summary().splitlines()[-1])
+    Total params: 3 (3)  trainable: 3  frozen: 0  layers: 2  size: 12 B
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from mariana.report.html import to_html
+from mariana.report.log import format_log, log_rows
+from mariana.report.summary import summary
 
-
-def summary(network: Any) -> str:
-    raise NotImplementedError("net.summary() is not built yet (report issue).")
-
-
-def to_html(network: Any, path: Any, **kwargs: Any) -> None:
-    raise NotImplementedError("net.to_html() is not built yet (report issue).")
+__all__ = ["summary", "to_html", "format_log", "log_rows"]

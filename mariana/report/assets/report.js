@@ -1,0 +1,168 @@
+// Mariana's HTML report: draws the layer graph (layout by dagre), the details of a clicked layer,
+// the training curves (uPlot), the layer table and the generation log from the embedded JSON.
+(function () {
+  "use strict";
+  const data = JSON.parse(document.getElementById("mariana-data").textContent);
+  const SVG = "http://www.w3.org/2000/svg";
+
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    for (const child of children) node.append(child instanceof Node ? child : String(child));
+    return node;
+  }
+  function svg(tag, attrs, ...children) {
+    const node = document.createElementNS(SVG, tag);
+    for (const [key, value] of Object.entries(attrs || {})) node.setAttribute(key, value);
+    for (const child of children) node.append(child instanceof Node ? child : String(child));
+    return node;
+  }
+  const fmt = (n) => Number(n).toLocaleString("en-US");
+  const shapeText = (shape) => (shape ? "(batch, " + shape.join(", ") + ")" : "?");
+  const roleNames = { activation: "Activation", decorators: "Decorators", regularizations: "Regularizations",
+    initializations: "Initializations", learning_scenari: "Learning scenari", cost: "Cost" };
+
+  // -- graph -------------------------------------------------------------------------
+  const measure = document.createElement("canvas").getContext("2d");
+  function textWidth(text, font) { measure.font = font; return measure.measureText(text).width; }
+
+  function drawGraph() {
+    const g = new dagre.graphlib.Graph();
+    g.setGraph({ rankdir: "TB", nodesep: 36, ranksep: 64, edgesep: 16, marginx: 12, marginy: 12 });
+    g.setDefaultEdgeLabel(() => ({}));
+    for (const layer of data.layers) {
+      layer.sub = layer.type + " · " + (layer.shape ? layer.shape.join("×") : "?") +
+        (layer.params ? " · " + fmt(layer.params) + " params" : "");
+      const width = Math.max(textWidth(layer.name, "600 13px system-ui, sans-serif"), textWidth(layer.sub, "11px system-ui, sans-serif"));
+      g.setNode(layer.name, { width: Math.ceil(width) + 32, height: 46, layer: layer });
+    }
+    for (const [source, target, kind] of data.edges) g.setEdge(source, target, { kind: kind });
+    dagre.layout(g);
+    const size = g.graph();
+    const root = svg("svg", { width: Math.ceil(size.width), height: Math.ceil(size.height),
+      viewBox: "0 0 " + Math.ceil(size.width) + " " + Math.ceil(size.height), role: "img", "aria-label": "layer graph" });
+    const defs = svg("defs");
+    for (const [id, color] of [["arrow", "#98a2b3"], ["arrow-ref", "#c0879a"]]) {
+      defs.append(svg("marker", { id: id, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7, markerHeight: 7, orient: "auto-start-reverse" },
+        svg("path", { d: "M0,0 L10,5 L0,10 z", fill: color })));
+    }
+    root.append(defs);
+    // Edges leave a node's bottom and enter the next one's top, spread along the side in the order of
+    // the nodes at the other end, and bend with vertical tangents: they stay in the gaps between ranks.
+    const ports = (name, side, other) => {
+      const node = g.node(name);
+      const ends = (side === "out" ? g.outEdges(name) : g.inEdges(name)).map((e) => g.node(side === "out" ? e.w : e.v).x).sort((a, b) => a - b);
+      const slot = ends.indexOf(g.node(other).x);
+      const step = Math.min(24, node.width / (ends.length + 1));
+      return { x: node.x + (slot - (ends.length - 1) / 2) * step, y: node.y + (side === "out" ? 1 : -1) * node.height / 2 };
+    };
+    for (const e of g.edges()) {
+      const edge = g.edge(e);
+      const inner = edge.points.length > 3 ? edge.points.slice(1, -1) : [];
+      const points = [ports(e.v, "out", e.w)].concat(inner, [ports(e.w, "in", e.v)]);
+      let d = "M" + points[0].x + "," + points[0].y;
+      for (let i = 1; i < points.length; i++) {
+        const a = points[i - 1], b = points[i], mid = (a.y + b.y) / 2;
+        d += " C" + a.x + "," + mid + " " + b.x + "," + mid + " " + b.x + "," + b.y;
+      }
+      const reference = edge.kind === "reference";
+      root.append(svg("path", { class: "edge" + (reference ? " reference" : ""), d: d,
+        "marker-end": reference ? "url(#arrow-ref)" : "url(#arrow)", "data-edge": e.v + ">" + e.w }));
+    }
+    for (const name of g.nodes()) {
+      const node = g.node(name);
+      const layer = node.layer;
+      const x = node.x - node.width / 2, y = node.y - node.height / 2;
+      const tip = [layer.name + " — " + layer.type, shapeText(layer.shape), fmt(layer.params) + " params"];
+      for (const [role, items] of Object.entries(layer.abstractions)) tip.push(roleNames[role] + ": " + items.join(", "));
+      const group = svg("g", { class: "node role-" + layer.role, "data-layer": layer.name, tabindex: 0, role: "button" },
+        svg("title", {}, tip.join("\n")),
+        svg("rect", { x: x, y: y, width: node.width, height: node.height, rx: 8 }),
+        svg("rect", { class: "band", x: x + 1, y: y + 6, width: 4, height: node.height - 12, rx: 2 }),
+        svg("text", { class: "name", x: node.x, y: y + 19, "text-anchor": "middle" }, layer.name),
+        svg("text", { class: "sub", x: node.x, y: y + 36, "text-anchor": "middle" }, layer.sub));
+      group.addEventListener("click", () => select(layer.name));
+      group.addEventListener("keydown", (event) => { if (event.key === "Enter" || event.key === " ") select(layer.name); });
+      root.append(group);
+    }
+    document.getElementById("graph").append(root);
+  }
+
+  function table(headers, rows, numeric) {
+    const head = el("tr", {}, ...headers.map((h, i) => el("th", numeric && numeric[i] ? { class: "num" } : {}, h)));
+    const body = rows.map((row) => el("tr", {}, ...row.map((cell, i) => el("td", numeric && numeric[i] ? { class: "num" } : {}, cell))));
+    return el("table", {}, el("thead", {}, head), el("tbody", {}, ...body));
+  }
+
+  function select(name) {
+    const layer = data.layers.find((l) => l.name === name);
+    document.querySelectorAll(".node.selected").forEach((n) => n.classList.remove("selected"));
+    const node = document.querySelector('.node[data-layer="' + CSS.escape(name) + '"]');
+    if (node) node.classList.add("selected");
+    const panel = document.getElementById("details");
+    panel.replaceChildren(el("h3", {}, layer.name), el("div", { class: "kind" }, layer.type + " · " + layer.role + " layer"));
+    panel.append(el("h4", {}, "Output shape"), el("code", {}, shapeText(layer.shape)));
+    const sources = layer.inputs.concat(layer.references.map((r) => r + " (target)"));
+    if (sources.length) panel.append(el("h4", {}, "Inputs"), el("div", {}, sources.join(", ")));
+    panel.append(el("h4", {}, "Parameters (" + fmt(layer.params) + ", " + fmt(layer.trainable) + " trainable)"));
+    const params = Object.entries(layer.param_shapes);
+    panel.append(params.length
+      ? table(["name", "shape", "count"], params.map(([p, s]) => [el("code", {}, p), s.join("×"), fmt(s.reduce((a, b) => a * b, 1))]), [0, 0, 1])
+      : el("div", { class: "empty" }, "none"));
+    const buffers = Object.entries(layer.buffers);
+    if (buffers.length) panel.append(el("h4", {}, "Buffers"), table(["name", "shape"], buffers.map(([b, s]) => [el("code", {}, b), s.join("×")])));
+    const hyper = Object.entries(layer.hyperparameters);
+    panel.append(el("h4", {}, "Hyperparameters"));
+    panel.append(hyper.length ? table(["name", "value"], hyper.map(([k, v]) => [k, el("code", {}, JSON.stringify(v))]))
+      : el("div", { class: "empty" }, "none"));
+    panel.append(el("h4", {}, "Abstractions"));
+    const roles = Object.entries(layer.abstractions);
+    if (!roles.length) panel.append(el("div", { class: "empty" }, "none"));
+    for (const [role, items] of roles) {
+      panel.append(el("div", {}, el("b", {}, roleNames[role] || role)), el("ul", {}, ...items.map((item) => el("li", {}, el("code", {}, item)))));
+    }
+  }
+
+  // -- curves ------------------------------------------------------------------------
+  const streamColors = { train: "#3b6fd8", valid: "#e07b24", test: "#2e9d6b" };
+  function drawCurves() {
+    const box = document.getElementById("curves");
+    if (!data.history || !data.history.charts.length) {
+      box.append(el("div", { class: "empty" }, "No training history was given (the Trainer passes one: net.to_html(path, history=history))."));
+      return;
+    }
+    const holder = el("div", { class: "charts" });
+    box.append(holder);
+    for (const chart of data.history.charts) {
+      const target = el("div", { class: "chart", "data-chart": chart.output + "/" + chart.metric },
+        el("h3", {}, chart.output + " — " + chart.metric));
+      holder.append(target);
+      const series = [{ label: "epoch" }].concat(chart.series.map((s) => ({
+        label: s.stream, stroke: streamColors[s.stream] || "#888", width: 2, points: { show: data.history.epochs.length < 40 } })));
+      new uPlot({ width: 430, height: 230, series: series, scales: { x: { time: false } },
+        axes: [{ label: "epoch" }, { size: 60 }], legend: { live: true } },
+        [data.history.epochs].concat(chart.series.map((s) => s.values)), target);
+    }
+  }
+
+  // -- tables ------------------------------------------------------------------------
+  function drawLayers() {
+    const rows = data.layers.map((l) => [el("code", {}, l.name), l.type, shapeText(l.shape), fmt(l.params),
+      Object.entries(l.abstractions).map(([role, items]) => (roleNames[role] || role) + ": " + items.join(", ")).join("; ") || "—"]);
+    rows.push([el("b", {}, "Total"), "", "", el("b", {}, fmt(data.totals.params)), fmt(data.totals.trainable) + " trainable"]);
+    document.getElementById("layers").append(table(["layer", "type", "output shape", "params", "abstractions"], rows, [0, 0, 0, 1, 0]));
+  }
+
+  function drawLog() {
+    const box = document.getElementById("log");
+    if (!data.log.length) { box.append(el("div", { class: "empty" }, "The log is empty.")); return; }
+    box.append(table(["time (UTC)", "event", "details"], data.log.map((r) =>
+      [r.time, el("span", { class: "event event-" + r.event }, r.event), r.text])));
+  }
+
+  drawGraph();
+  drawCurves();
+  drawLayers();
+  drawLog();
+  document.body.setAttribute("data-ready", "true");
+})();

@@ -1,0 +1,137 @@
+"""Plain facts about layers, shared by the text summary and the HTML report.
+
+Example:
+    >>> import mariana.layers as ML, mariana.activations as MA, mariana.scenari as MS
+    >>> net = ML.Input(4, name="inp") > ML.Hidden(
+    ...     3, activation=MA.LeakyReLU(0.2), learning_scenari=[MS.GradientDescent(lr=0.1, momentum=0.9)], name="hid")
+    >>> info = describe_layer(net["hid"])
+    >>> info["params"], info["shape"], info["abstractions"]["activation"]
+    (15, [3], ['LeakyReLU(negative_slope=0.2)'])
+    >>> info["abstractions"]["learning_scenari"]
+    ['GradientDescent(lr=0.1, momentum=0.9)']
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from mariana.registry import Configurable
+
+#: Abstraction attributes of a layer, in the order they are shown.
+ABSTRACTIONS = ("activation", "decorators", "regularizations", "initializations", "learning_scenari", "cost")
+#: Config keys that are abstractions or graph links, not hyperparameters.
+_NOT_HYPERPARAMETERS = set(ABSTRACTIONS) | {"name", "layers", "expression"}
+
+
+def short_repr(item: Any) -> str:
+    """``Class(arg=value, ...)`` showing only arguments that differ from the constructor's defaults."""
+    if isinstance(item, Configurable):
+        return _render(type(item).__name__, item.get_config(), type(item))
+    return repr(item)
+
+
+def _render(name: str, config: dict, klass: type | None) -> str:
+    defaults = {}
+    if klass is not None:
+        with_defaults = inspect.signature(klass.__init__).parameters.values()
+        defaults = {p.name: p.default for p in with_defaults if p.default is not inspect.Parameter.empty}
+    parts = []
+    for key, value in config.items():
+        if key in defaults and defaults[key] == value:
+            continue
+        if isinstance(value, dict) and set(value) == {"class", "config"}:
+            value = _render(value["class"], value["config"], None)
+        elif key == "param_names" and isinstance(value, list):  # Fixed("W", "b")
+            parts.extend(repr(v) for v in value)
+            continue
+        else:
+            value = repr(value)
+        parts.append(f"{key}={value}")
+    return f"{name}({', '.join(parts)})"
+
+
+def abstractions(layer: Any) -> dict[str, list[str]]:
+    """Role -> short descriptions of the abstractions a layer carries (a Pass activation is left out)."""
+    found: dict[str, list[str]] = {}
+    for role in ABSTRACTIONS:
+        value = getattr(layer, role, None)
+        items = value if isinstance(value, list) else ([] if value is None else [value])
+        items = [item for item in items if type(item).__name__ != "Pass"]
+        if items:
+            found[role] = [short_repr(item) for item in items]
+    return found
+
+
+def param_count(layer: Any) -> int:
+    return sum(p.numel() for p in layer._parameters.values())
+
+
+def trainable_count(layer: Any) -> int:
+    return sum(p.numel() for name, p in layer._parameters.items() if not layer.is_frozen(name))
+
+
+def role(layer: Any) -> str:
+    """'input', 'output', 'merge' or 'hidden'."""
+    if layer.is_input:
+        return "input"
+    if layer.is_output:
+        return "output"
+    if layer.connects_at_construction:
+        return "merge"
+    return "hidden"
+
+
+def describe_layer(layer: Any) -> dict:
+    """A JSON-ready description: name, type, role, shapes, params, hyperparameters, abstractions."""
+    config = layer.get_config()
+    hyperparameters = {key: value for key, value in config.items() if key not in _NOT_HYPERPARAMETERS}
+    if "expression" in config:
+        hyperparameters["expression"] = repr(getattr(layer, "expression", config["expression"]))
+    return {
+        "name": layer.name,
+        "type": type(layer).__name__,
+        "role": role(layer),
+        "shape": None if layer.shape is None else list(layer.shape),
+        "inputs": [source.name for source in layer.incoming],
+        "references": list(layer.references()),
+        "params": param_count(layer),
+        "trainable": trainable_count(layer),
+        "param_shapes": {name: list(p.shape) for name, p in layer._parameters.items()},
+        "buffers": {name: list(b.shape) for name, b in layer._buffers.items() if b is not None},
+        "hyperparameters": hyperparameters,
+        "abstractions": abstractions(layer),
+    }
+
+
+def shape_text(shape: list[int] | None) -> str:
+    """``(batch, 28, 28)`` style; ``?`` while unknown."""
+    return "?" if shape is None else f"(batch, {', '.join(map(str, shape))})"
+
+
+def totals(network: Any) -> dict[str, int]:
+    layers = list(network.layers.values())
+    return {
+        "layers": len(layers),
+        "params": sum(param_count(layer) for layer in layers),
+        "trainable": sum(trainable_count(layer) for layer in layers),
+        "bytes": sum(t.numel() * t.element_size() for t in network.module.state_dict().values()),
+    }
+
+
+def human_count(count: int) -> str:
+    """``1234567`` -> ``'1.2M'``."""
+    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if count >= limit:
+            return f"{count / limit:.1f}{suffix}"
+    return str(count)
+
+
+
+
+def human_bytes(size: int) -> str:
+    """``3400`` -> ``'3.3 KiB'``."""
+    for power, unit in ((3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if size >= 1024**power:
+            return f"{size / 1024**power:.1f} {unit}"
+    return f"{size} B"

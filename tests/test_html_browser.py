@@ -1,0 +1,83 @@
+"""The HTML report in a real headless Chromium: it loads with no console error and no request,
+draws every layer as a node of a layered layout, and shows a layer's details on click."""
+
+import shutil
+
+import pytest
+
+from tests.report_network import HISTORY, build_report_network
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the 'test' extra)")
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (make setup installs Debian's when run as root)")
+
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """The page opened in Chromium, with everything it logged and requested while loading."""
+    network = build_report_network()
+    path = tmp_path_factory.mktemp("report") / "model.html"
+    network.to_html(path, history=HISTORY)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            messages, requests = [], []
+            page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+            page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+            page.on("request", lambda request: requests.append(request.url))
+            page.goto(path.as_uri())
+            page.wait_for_selector("body[data-ready=true]", timeout=15000)
+            yield network, page, messages, requests, path
+        finally:
+            browser.close()
+
+
+def test_page_loads_without_console_messages_or_requests(report):
+    network, page, messages, requests, path = report
+    assert messages == []
+    assert requests == [path.as_uri()]  # the page itself, nothing else
+
+
+def test_every_layer_is_a_node_and_every_edge_an_arrow_in_a_layered_layout(report):
+    network, page, *_ = report
+    assert sorted(page.eval_on_selector_all(".node", "nodes => nodes.map(n => n.dataset.layer)")) == sorted(network.layers)
+    boxes = {name: page.locator(f'.node[data-layer="{name}"] rect').first.bounding_box() for name in network.layers}
+    names = list(boxes)
+    for i, a in enumerate(names):  # a real layout: no two nodes overlap
+        for b in names[i + 1:]:
+            A, B = boxes[a], boxes[b]
+            assert (A["x"] + A["width"] <= B["x"] or B["x"] + B["width"] <= A["x"]
+                    or A["y"] + A["height"] <= B["y"] or B["y"] + B["height"] <= A["y"]), f"{a} overlaps {b}"
+    edges = page.eval_on_selector_all("path.edge", "paths => paths.map(p => p.dataset.edge)")
+    expected = [f"{source.name}>{layer.name}" for layer in network.layers.values() for source in layer.incoming]
+    assert sorted(edges) == sorted(expected + ["inp>recon"])
+    for edge in expected:  # layered top to bottom: every data edge points down
+        source, target = edge.split(">")
+        assert boxes[source]["y"] + boxes[source]["height"] <= boxes[target]["y"], edge
+
+
+def test_clicking_a_node_shows_its_details(report):
+    network, page, *_ = report
+    page.click('.node[data-layer="hid"]')
+    details = page.inner_text("#details")
+    for expected in ("hid", "Hidden", "(batch, 16)", "BinomialDropout(ratio=0.1)", "L2(factor=0.0001)", "ReLU()", "size", "208"):
+        assert expected in details, expected
+    assert page.locator('.node.selected').get_attribute("data-layer") == "hid"
+    page.click('.node[data-layer="out"]')
+    details = page.inner_text("#details")
+    assert "GradientDescent(lr=0.05, momentum=0.9)" in details and "Fixed('b')" in details and "BinomialDropout" not in details
+    assert "Softmax" in page.locator('.node[data-layer="out"] title').text_content()  # the hover summary
+
+
+def test_curves_layer_table_and_log_are_drawn(report):
+    network, page, *_ = report
+    charts = page.eval_on_selector_all(".chart", "charts => charts.map(c => c.dataset.chart)")
+    assert charts == ["out/loss", "out/accuracy", "score/loss"]
+    assert page.locator(".chart canvas").count() == 3
+    assert page.locator("#layers tbody tr").count() == len(network) + 1  # plus the totals row
+    assert page.locator("#log tbody tr").count() == len(network.log)
+    assert page.locator("#log").inner_text().count("<script>alert(1)</script>") == 1  # shown as text, never run
