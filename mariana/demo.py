@@ -3,7 +3,7 @@
 Digits (scikit-learn's embedded 8x8 images) by default; ``--dataset mnist``
 or ``fashion-mnist`` read the idx files from ``--data-dir`` or
 ``$MARIANA_DATA``. ``--model`` names a builder in ``mariana.models.BUILDERS``.
-The run directory gets the CSV log, the checkpoints and the saved model.
+The run directory gets the CSV log, the HTML report, the checkpoints and the saved model.
 
 Example:
     $ mariana demo --epochs 30
@@ -61,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
     print(f"Training {net} on {args.dataset}: {cut} train / {len(x) - cut} valid / {len(x_test)} test, "
           f"{epochs} epochs; run directory {run_dir}")
     trainer = Trainer(net, "out", batch_size=args.batch_size, stops=[stops.EpochWall(epochs), stops.NaNGuard()],
-                      recorders=[recorders.ProgressBar(), recorders.CSV("log.csv")], run_dir=run_dir, seed=args.seed,
+                      recorders=[recorders.ProgressBar(), recorders.CSV("log.csv"), recorders.HTMLReport()], run_dir=run_dir, seed=args.seed,
                       hyperparameters={"dataset": args.dataset, "model": args.model})
     start = time.perf_counter()
     history = trainer.start(DatasetMapper(inp=x[:cut], out=y[:cut]), valid=DatasetMapper(inp=x[cut:], out=y[cut:]))
@@ -76,7 +76,7 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"Saved the model to {run_dir / 'model.mar'}")
     except NotImplementedError as error:
         print(f"(model not saved: {error})")
-    print(f"Log: {run_dir / 'log.csv'}; resume or inspect the run with `mariana resume {run_dir}`")
+    print(f"Report: {run_dir / 'report.html'}; log: {run_dir / 'log.csv'}; `mariana resume {run_dir}` finishes an interrupted run")
     threshold = 0.95 if args.dataset == "digits" else 0.0
     return 0 if accuracy >= threshold and np.isfinite(last["train"]["out"]["loss"]) else 1
 
