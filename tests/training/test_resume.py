@@ -227,3 +227,13 @@ def test_a_damaged_checkpoint_is_refused(tmp_path, data_file):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"Checkpoint .* is damaged: expected sha256 [0-9a-f]{64}, but the file hashes to"):
         Trainer.resume(run_dir)
+
+
+def test_mariana_resume_command_finishes_the_run(tmp_path, data_file, capsys):
+    from mariana.cli import main
+
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 4)
+    assert main(["resume", str(run_dir)]) == 0
+    assert f"Run finished after {run_child.EPOCHS} epoch(s)" in capsys.readouterr().out
+    assert CheckpointStore(run_dir).load("latest")[1]["stop_reason"].startswith("EpochWall")
