@@ -371,7 +371,7 @@ class Trainer:
             for recorder in self._step_recorders:
                 recorder.on_step(self, step + 1, steps)
         # Until the epoch's end is fully handled, a checkpoint describes the state before it.
-        self._pending_end = {"stops": [stop.state_dict() for stop in self.stops], "recorders": [r.state_dict() for r in self.recorders],
+        self._pending_end = {"stops": _states(self.stops), "recorders": _states(self.recorders),
                              "history": len(self.history)}
 
     def _train_metrics(self) -> dict[str, dict[str, float]]:
@@ -468,8 +468,8 @@ class Trainer:
             "rng": rng,
             "sampler": self._streams["train"].sampler.state_dict(),
             "order_rng": self._order_rng.bit_generator.state,
-            "stops": pending["stops"] if pending is not None else [stop.state_dict() for stop in self.stops],
-            "recorders": pending["recorders"] if pending is not None else [r.state_dict() for r in self.recorders],
+            "stops": pending["stops"] if pending is not None else _states(self.stops),
+            "recorders": pending["recorders"] if pending is not None else _states(self.recorders),
             "weights": self.net.state_dict(),
             "optimizer": self.net.optimizer_state_dict(),
             "log": json.loads(json.dumps(self.net.log, default=str)),
@@ -492,10 +492,8 @@ class Trainer:
         bit_generator = np.random.PCG64()
         bit_generator.state = state["order_rng"]
         self._order_rng = np.random.Generator(bit_generator)
-        for stop, stop_state in zip(self.stops, state["stops"]):
-            stop.load_state_dict(stop_state)
-        for recorder, recorder_state in zip(self.recorders, state["recorders"]):
-            recorder.load_state_dict(recorder_state)
+        _load_states(self.stops, state["stops"])
+        _load_states(self.recorders, state["recorders"])
         CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
 
     def _checkpoint(self, reason: str, best: bool = False, wait: bool = False) -> None:
@@ -595,6 +593,17 @@ class Trainer:
             else:
                 print(message, file=sys.stderr)
         return message
+
+
+def _states(objects: list) -> list[dict]:
+    return [{"class": type(obj).__qualname__, "state": obj.state_dict()} for obj in objects]
+
+
+def _load_states(objects: list, states: list[dict]) -> None:
+    """Give each stop/recorder its saved state; one passed to ``resume`` in place of another starts fresh."""
+    for obj, saved in zip(objects, states):
+        if saved["class"] == type(obj).__qualname__:
+            obj.load_state_dict(saved["state"])
 
 
 def _describe(obj: Any) -> dict:

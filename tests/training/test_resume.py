@@ -237,3 +237,28 @@ def test_mariana_resume_command_finishes_the_run(tmp_path, data_file, capsys):
     assert main(["resume", str(run_dir)]) == 0
     assert f"Run finished after {run_child.EPOCHS} epoch(s)" in capsys.readouterr().out
     assert CheckpointStore(run_dir).load("latest")[1]["stop_reason"].startswith("EpochWall")
+
+
+def test_resume_warns_in_another_environment_and_uses_the_recorded_thread_count(tmp_path, data_file, reference, monkeypatch):
+    from mariana.training import ResumeWarning
+    from mariana.training import checkpoint as CK
+
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 2)  # recorded with 1 thread
+    real_environment = CK.environment
+    monkeypatch.setattr(CK, "environment", lambda: {**real_environment(), "torch": "0.0-elsewhere"})
+    seen_threads = []
+
+    class ThreadSpy(recorders.Recorder):
+        def on_epoch_start(self, trainer, epoch, steps):
+            seen_threads.append(torch.get_num_threads())
+
+    torch.set_num_threads(2)
+    try:
+        with pytest.warns(ResumeWarning, match=r"not be bit-identical .*torch: recorded '[^']+', now '0.0-elsewhere'"):
+            trainer = Trainer.resume(run_dir, recorders=[ThreadSpy()])
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(1)
+    assert seen_threads == [1, 1]
+    assert_identical(trainer, reference)
