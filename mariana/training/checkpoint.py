@@ -25,7 +25,6 @@ import os
 import platform
 import random
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +33,19 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from mariana.persistence import atomic_write
+
 FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file beside it, fsync, ``os.replace``, fsync the directory."""
-    path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (:func:`mariana.persistence.atomic_write`: temp file, fsync, rename, fsync)."""
+    atomic_write(path, lambda file: file.write(data))
 
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=1, sort_keys=True).encode())
+    write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
 
 
 def read_json(path: str | os.PathLike) -> Any:
@@ -177,7 +163,7 @@ class CheckpointStore:
         name = self._next_name(epoch, step)
         document = {"format": FORMAT_VERSION, "state": state}
         data = save_tensors(tensors, metadata={"mariana": json.dumps(document)})
-        atomic_write(self.folder / name, data)
+        write_bytes(self.folder / name, data)
         pointer = {"checkpoint": name, "sha256": hashlib.sha256(data).hexdigest(), "epoch": epoch, "step": step}
         write_json(self._pointer("latest"), pointer)
         if best:

@@ -530,7 +530,7 @@ class Trainer:
         data = self.run_dir / "data"
         data.mkdir(exist_ok=True)
         for name, mapper in streams.items():
-            CK.atomic_write(data / f"{name}.safetensors", safetensors.numpy.save(mapper.arrays()))
+            CK.write_bytes(data / f"{name}.safetensors", safetensors.numpy.save(mapper.arrays()))
         run["trainer"]["streams"] = {name: mapper.describe() for name, mapper in streams.items()}
         CK.write_json(self.run_dir / "run.json", run)
 
