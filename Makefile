@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REPORT_ASSETS := mariana/report/assets
 
-.PHONY: setup demo test lint bench clean report-assets browser
+.PHONY: setup demo test lint bench bench-trainer clean report-assets browser
 
 setup: $(STAMP)
 
@@ -42,6 +42,10 @@ test: setup lint
 
 bench: setup
 	$(BIN)/python benchmarks/step_overhead.py
+
+# The Trainer against a plain PyTorch loop (and Keras 3 / Lightning with the bench extra) on MNIST.
+bench-trainer: setup
+	$(BIN)/python benchmarks/trainer_overhead.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache runs

@@ -69,9 +69,12 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mariana", description="Mariana, the cutest deep learning framework.")
     commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="train on the embedded digits data set and write a report")
+    demo = commands.add_parser("demo", help="train on the embedded digits data set (or MNIST) and keep the run")
     demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
     demo.add_argument("--seed", type=int, default=0)
+    from mariana.demo import add_arguments
+
+    add_arguments(demo)
     demo.set_defaults(handler=_demo)
     show = commands.add_parser("show", help="print the summary of a saved model")
     show.add_argument("model")

@@ -1,15 +1,38 @@
-"""Data sets: scikit-learn's embedded digits (no download needed).
+"""Data sets: scikit-learn's embedded digits, and MNIST / Fashion-MNIST from their idx files.
+
+Nothing is downloaded. ``mnist(path)`` and ``fashion_mnist(path)`` read the
+four standard gzip idx files (``train-images-idx3-ubyte.gz``,
+``train-labels-idx1-ubyte.gz``, ``t10k-images-idx3-ubyte.gz``,
+``t10k-labels-idx1-ubyte.gz``) from ``path``; without ``path`` they look in
+``$MARIANA_DATA``, which may point either at the folder that holds the
+``mnist/`` and ``fashion-mnist/`` folders or directly at the folder with the
+four files.
 
 Example:
     >>> from mariana.datasets import digits
     >>> data = digits()
     >>> data["train"]["x"].shape[1]
     64
+
+    $ MARIANA_DATA=../shared/data python -c "import mariana.datasets as D; print(D.mnist()['train']['x'].shape)"
+    (60000, 784)
 """
 
 from __future__ import annotations
 
+import gzip
+import os
+from pathlib import Path
+
 import numpy as np
+
+IDX_FILES = {
+    ("train", "x"): "train-images-idx3-ubyte.gz",
+    ("train", "y"): "train-labels-idx1-ubyte.gz",
+    ("test", "x"): "t10k-images-idx3-ubyte.gz",
+    ("test", "y"): "t10k-labels-idx1-ubyte.gz",
+}
+_MAGIC = {2051: 3, 2049: 1}  # images: 3 axes (count, rows, cols); labels: 1 axis
 
 
 def digits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
@@ -26,3 +49,66 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, dict[str, np.
     cut = int(round(len(x) * (1 - test_fraction)))
     train, test = order[:cut], order[cut:]
     return {"train": {"x": x[train], "y": y[train]}, "test": {"x": x[test], "y": y[test]}}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """One idx file (gzip or not) as a numpy array; checks the magic number and the size.
+
+    Images (magic 2051) come back as uint8 ``(count, rows, cols)``, labels
+    (magic 2049) as uint8 ``(count,)``.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as file:
+        data = file.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: expected an idx file (8-byte header at least), but received {len(data)} bytes.")
+    magic = int.from_bytes(data[:4], "big")
+    if magic not in _MAGIC:
+        raise ValueError(f"{path}: expected idx magic number 2051 (images) or 2049 (labels), but read {magic}.")
+    axes = _MAGIC[magic]
+    header = 4 + 4 * axes
+    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(axes))
+    expected = header + int(np.prod(shape))
+    if len(data) != expected:
+        raise ValueError(f"{path}: the header announces shape {shape} ({expected} bytes in all), but the file has {len(data)} bytes.")
+    return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def _idx_folder(path: str | os.PathLike | None, name: str) -> Path:
+    """The folder holding the four files: ``path``, else ``$MARIANA_DATA/<name>`` or ``$MARIANA_DATA`` itself."""
+    if path is not None:
+        return Path(path)
+    root = os.environ.get("MARIANA_DATA")
+    if root is None:
+        raise FileNotFoundError(
+            f"{name}: no path given and $MARIANA_DATA is not set. Pass the folder holding {IDX_FILES[('train', 'x')]} etc., "
+            f"or set MARIANA_DATA to the folder that holds {name}/ (or to that folder itself)."
+        )
+    root = Path(root)
+    return root / name if (root / name / IDX_FILES[("train", "x")]).exists() else root
+
+
+def _load_idx_set(path: str | os.PathLike | None, name: str) -> dict[str, dict[str, np.ndarray]]:
+    folder = _idx_folder(path, name)
+    missing = [file for file in IDX_FILES.values() if not (folder / file).exists()]
+    if missing:
+        raise FileNotFoundError(f"{name}: looked in {str(folder.resolve())!r} for {missing}, but they are not there.")
+    split: dict[str, dict[str, np.ndarray]] = {"train": {}, "test": {}}
+    for (part, key), file in IDX_FILES.items():
+        array = read_idx(folder / file)
+        split[part][key] = (array.reshape(len(array), -1).astype(np.float32) / 255.0) if key == "x" else array.astype(np.int64)
+    for part, arrays in split.items():
+        if len(arrays["x"]) != len(arrays["y"]):
+            raise ValueError(f"{name}: {part} has {len(arrays['x'])} images but {len(arrays['y'])} labels.")
+    return split
+
+
+def mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """MNIST: ``{"train": {"x", "y"}, "test": {"x", "y"}}``, ``x`` float32 ``(n, 784)`` in [0, 1], ``y`` int64."""
+    return _load_idx_set(path, "mnist")
+
+
+def fashion_mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
+    """Fashion-MNIST, in the same layout as :func:`mnist`."""
+    return _load_idx_set(path, "fashion-mnist")

@@ -1,18 +1,22 @@
-"""Trainer, dataset mappers, stops and recorders. Being built under the training issue."""
+"""Training: the Trainer, dataset mappers, stop criteria, recorders and checkpoints.
 
-from __future__ import annotations
+Example:
+    >>> import numpy as np, mariana as mar
+    >>> from mariana.models import build_mlp
+    >>> from mariana.training import DatasetMapper, Trainer, recorders, stops
+    >>> mar.seed(0)
+    >>> net = build_mlp((3,), 2, hidden=4)
+    >>> x, y = np.eye(3, dtype="float32")[[0, 1, 2, 0]], np.array([0, 1, 1, 0])
+    >>> history = net.fit(DatasetMapper(inp=x, out=y), epochs=2, batch_size=2, recorders=[])
+    >>> [entry["epoch"] for entry in history]
+    [1, 2]
+"""
 
-from typing import Any
+from mariana.training import recorders, stops
+from mariana.training.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
+from mariana.training.trainer import ResumeWarning, Trainer, fit
 
-
-def fit(network: Any, train: Any, **kwargs: Any) -> Any:
-    raise NotImplementedError("net.fit() is not built yet (training issue).")
-
-
-class Trainer:
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("Trainer is not built yet (training issue).")
-
-    @classmethod
-    def resume(cls, run_dir: Any) -> Trainer:
-        raise NotImplementedError("Trainer.resume is not built yet (training issue).")
+__all__ = [
+    "Trainer", "DatasetMapper", "stops", "recorders", "fit",
+    "Sampler", "Sequential", "Shuffled", "ClassBalanced", "ResumeWarning",
+]

@@ -1,0 +1,251 @@
+"""Dataset mappers: layer names mapped to aligned arrays, and the samplers that order them.
+
+A :class:`DatasetMapper` holds one stream of data (train, valid or test):
+each keyword is a layer name (an Input, or an output whose targets these
+are) and each value an array whose first axis is the sample axis. Samplers
+decide the order in which the training stream is visited each epoch; they
+own a NumPy ``Generator`` whose state is saved with every checkpoint.
+
+Example:
+    >>> import numpy as np
+    >>> from mariana.training import DatasetMapper
+    >>> mapper = DatasetMapper(inp=np.zeros((4, 2)), out=np.array([0, 1, 0, 1]), sampler="sequential")
+    >>> len(mapper), sorted(mapper.keys())
+    (4, ['inp', 'out'])
+    >>> mapper.sampler.epoch_order(mapper).tolist()
+    [0, 1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mariana.registry import Configurable, deserialize, serialize
+
+
+class Sampler(Configurable):
+    """Orders the samples of a mapper for one epoch. ``seed=None``: drawn from torch's RNG at start."""
+
+    hyperparameters = ("seed",)
+
+    def __init__(self, seed: int | None = None) -> None:
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+            raise ValueError(f"{type(self).__name__}: seed must be a non-negative int or None, but received {seed!r}.")
+        self.seed = seed
+        self.generator: np.random.Generator | None = None
+
+    def start(self) -> None:
+        """Create the generator (once per run; a resumed run loads its state instead)."""
+        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)))
+        self.generator = np.random.Generator(np.random.PCG64(seed))
+
+    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
+        """Indices (int64) of the samples to visit this epoch, in order."""
+        raise NotImplementedError(f"{type(self).__name__} must implement epoch_order(mapper).")
+
+    def _rng(self) -> np.random.Generator:
+        if self.generator is None:
+            self.start()
+        return self.generator
+
+    def state_dict(self) -> dict:
+        return {"generator": None if self.generator is None else self.generator.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("generator") is None:
+            self.generator = None
+            return
+        bit_generator = np.random.PCG64()
+        bit_generator.state = state["generator"]
+        self.generator = np.random.Generator(bit_generator)
+
+
+class Sequential(Sampler):
+    """Every sample once, in stored order."""
+
+    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
+        return np.arange(len(mapper), dtype=np.int64)
+
+
+class Shuffled(Sampler):
+    """Every sample once, in a fresh random order each epoch."""
+
+    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
+        return self._rng().permutation(len(mapper)).astype(np.int64)
+
+
+class ClassBalanced(Sampler):
+    """Oversamples minority classes: each class is visited as often as the largest one.
+
+    ``key`` names the array of integer class ids (default: the mapper's only
+    1-d integer array). Every sample of a class is kept; smaller classes are
+    topped up with random repeats, then the whole epoch is shuffled.
+    """
+
+    hyperparameters = ("key", "seed")
+
+    def __init__(self, key: str | None = None, seed: int | None = None) -> None:
+        super().__init__(seed)
+        self.key = key
+
+    def labels(self, mapper: DatasetMapper) -> np.ndarray:
+        key = self.key
+        if key is None:
+            candidates = [k for k, v in mapper.items() if v.ndim == 1 and v.dtype.kind in "iu"]
+            if len(candidates) != 1:
+                raise ValueError(
+                    f"ClassBalanced: cannot tell which array holds the class ids; expected exactly one 1-d integer array, "
+                    f"but received {candidates or 'none'} among {sorted(mapper.keys())}. Pass ClassBalanced(key=...)."
+                )
+            key = candidates[0]
+        if key not in mapper:
+            raise ValueError(f"ClassBalanced: key {key!r} is not in the mapper; expected one of {sorted(mapper.keys())}.")
+        labels = mapper.numpy(key)
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"ClassBalanced: expected 1-d integer class ids in {key!r}, but received {labels.dtype} of shape {labels.shape}.")
+        return labels
+
+    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
+        rng = self._rng()
+        labels = self.labels(mapper)
+        classes = np.unique(labels)
+        members = [np.flatnonzero(labels == c) for c in classes]
+        largest = max(len(m) for m in members)
+        parts = [np.concatenate([m, rng.choice(m, size=largest - len(m), replace=True)]) for m in members]
+        return rng.permutation(np.concatenate(parts)).astype(np.int64)
+
+
+SAMPLERS: dict[str, type[Sampler]] = {"sequential": Sequential, "shuffled": Shuffled, "class_balanced": ClassBalanced}
+
+
+def as_sampler(sampler: Any) -> Sampler:
+    """A Sampler from an instance or one of the names in ``SAMPLERS``."""
+    if isinstance(sampler, Sampler):
+        return sampler
+    if isinstance(sampler, str) and sampler in SAMPLERS:
+        return SAMPLERS[sampler]()
+    raise ValueError(f"DatasetMapper: sampler must be one of {sorted(SAMPLERS)} or a Sampler instance, but received {sampler!r}.")
+
+
+class DatasetMapper(Mapping):
+    """Layer name -> aligned array (numpy array or tensor; first axis = samples).
+
+    ``sampler``: "shuffled" (default), "sequential", "class_balanced" or a
+    :class:`Sampler`. All arrays must have the same length. The names are
+    checked against the network when a trainer starts.
+    """
+
+    def __init__(self, /, sampler: str | Sampler = "shuffled", **arrays: Any) -> None:
+        if not arrays:
+            raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
+        converted: dict[str, np.ndarray | torch.Tensor] = {}
+        for key, value in arrays.items():
+            if not isinstance(value, (np.ndarray, torch.Tensor)):
+                try:
+                    value = np.asarray(value)
+                except (TypeError, ValueError) as error:
+                    raise ValueError(f"DatasetMapper: {key!r} must be an array or tensor, but received {type(value).__name__} ({error}).") from None
+            if value.ndim == 0:
+                raise ValueError(f"DatasetMapper: {key!r} must have a sample axis first, but received a scalar.")
+            if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+                raise ValueError(f"DatasetMapper: {key!r} must be numeric, but received an array of dtype {value.dtype}.")
+            converted[key] = value
+        lengths = {key: int(value.shape[0]) for key, value in converted.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"DatasetMapper: arrays must be aligned (same length on axis 0), but received lengths {lengths}.")
+        if next(iter(lengths.values())) == 0:
+            raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
+        self._arrays = converted
+        self.sampler = as_sampler(sampler)
+        self._hash: str | None = None
+
+    def __getitem__(self, key: str) -> np.ndarray | torch.Tensor:
+        return self._arrays[key]
+
+    def __iter__(self):
+        return iter(self._arrays)
+
+    def __len__(self) -> int:
+        """The number of samples (not of keys)."""
+        return int(next(iter(self._arrays.values())).shape[0])
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._arrays.items())
+        return f"DatasetMapper({shapes}, sampler={type(self.sampler).__name__})"
+
+    def numpy(self, key: str) -> np.ndarray:
+        """The array ``key`` as a C-contiguous numpy array (a copy only when needed)."""
+        value = self._arrays[key]
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        return np.ascontiguousarray(value)
+
+    def content_hash(self) -> str:
+        """sha256 over every key, dtype, shape and byte of data (cached)."""
+        if self._hash is None:
+            digest = hashlib.sha256()
+            for key in sorted(self._arrays):
+                array = self.numpy(key)
+                digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
+                digest.update(array.data)
+            self._hash = digest.hexdigest()
+        return self._hash
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Every array as numpy, for the run directory's copy of the data."""
+        return {key: self.numpy(key) for key in self._arrays}
+
+    def check_against(self, stream: str, inputs: list[str], targets: list[str], layers: list[str]) -> None:
+        """``ValueError`` naming the key when this mapper does not fit the network's inputs/targets."""
+        expected = inputs + targets
+        for key in self._arrays:
+            if key not in layers:
+                raise ValueError(
+                    f"DatasetMapper {stream!r}: key {key!r} is not a layer of this network; expected the names {expected}, "
+                    f"but received keys {sorted(self._arrays)}."
+                )
+            if key not in expected:
+                raise ValueError(
+                    f"DatasetMapper {stream!r}: layer {key!r} is neither an Input nor a trained output; expected the names "
+                    f"{expected}, but received keys {sorted(self._arrays)}."
+                )
+        missing = [name for name in expected if name not in self._arrays]
+        if missing:
+            raise ValueError(
+                f"DatasetMapper {stream!r}: missing {missing}; this training needs inputs {inputs} and targets {targets}, "
+                f"but received keys {sorted(self._arrays)}."
+            )
+
+    def describe(self) -> dict:
+        """JSON summary kept in the run directory."""
+        return {
+            "length": len(self),
+            "arrays": {k: {"dtype": str(self.numpy(k).dtype), "shape": list(v.shape)} for k, v in self._arrays.items()},
+            "sampler": serialize(self.sampler),
+            "sha256": self.content_hash(),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], description: dict) -> DatasetMapper:
+        """Rebuild a mapper from the run directory's copy and its description."""
+        mapper = cls(sampler=deserialize(description["sampler"], Sampler), **arrays)
+        if mapper.content_hash() != description["sha256"]:
+            raise ValueError(
+                f"The run directory's data copy does not match its recorded hash: expected {description['sha256']}, "
+                f"but the files hash to {mapper.content_hash()}. The copy is damaged."
+            )
+        return mapper
+
+
+def as_mapper(data: Any, stream: str) -> DatasetMapper | None:
+    """A DatasetMapper from a mapper, a dict of arrays, or None."""
+    if data is None or isinstance(data, DatasetMapper):
+        return data
+    if isinstance(data, Mapping):
+        return DatasetMapper(sampler="shuffled" if stream == "train" else "sequential", **data)
+    raise TypeError(f"{stream}: expected a DatasetMapper or a dict of layer_name -> array, but received {type(data).__name__}.")
