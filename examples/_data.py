@@ -1,38 +1,27 @@
-"""A small idx (MNIST format) reader for the examples.
+"""Where the examples and benchmarks find MNIST and Fashion-MNIST, as images.
 
-Temporary: ``mariana.datasets.mnist(path)`` / ``fashion_mnist(path)`` replace it once merged.
+``mariana.datasets`` reads the idx files: from ``$MARIANA_DATA`` when it is
+set, else from ``../shared/data/<name>`` beside this repository.
 """
 
 from __future__ import annotations
 
-import gzip
-import struct
+import os
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-MNIST = HERE.parent.parent / "shared" / "data" / "mnist"
-FASHION = HERE.parent.parent / "shared" / "data" / "fashion-mnist"
+from mariana.datasets import fashion_mnist, mnist
+
+SHARED_DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+MNIST, FASHION = "mnist", "fashion-mnist"
+_READERS = {MNIST: mnist, FASHION: fashion_mnist}
 
 
-def read_idx(path: Path, magic: int) -> np.ndarray:
-    with gzip.open(path, "rb") as stream:
-        data = stream.read()
-    found, count = struct.unpack(">II", data[:8])
-    if found != magic:
-        raise ValueError(f"{path}: expected idx magic {magic}, found {found}.")
-    if magic == 2051:
-        rows, cols = struct.unpack(">II", data[8:16])
-        return np.frombuffer(data, dtype=np.uint8, offset=16).reshape(count, rows, cols)
-    return np.frombuffer(data, dtype=np.uint8, offset=8).reshape(count)
-
-
-def load(directory: Path) -> dict[str, dict[str, np.ndarray]]:
-    """``{"train": {"x", "y"}, "test": {"x", "y"}}``; x float32 (n, 1, 28, 28) in [0, 1], y int64."""
-    out = {}
-    for split, prefix in (("train", "train"), ("test", "t10k")):
-        x = read_idx(directory / f"{prefix}-images-idx3-ubyte.gz", 2051)
-        y = read_idx(directory / f"{prefix}-labels-idx1-ubyte.gz", 2049)
-        out[split] = {"x": (x.astype(np.float32) / 255.0)[:, None], "y": y.astype(np.int64)}
-    return out
+def load(name: str) -> dict[str, dict[str, np.ndarray]]:
+    """``{"train": {"x", "y"}, "test": {"x", "y"}}``; x float32 ``(n, 1, 28, 28)`` in [0, 1], y int64."""
+    folder = None if os.environ.get("MARIANA_DATA") else SHARED_DATA / name
+    data = _READERS[name](folder)
+    for split in data.values():
+        split["x"] = split["x"].reshape(-1, 1, 28, 28)
+    return data

@@ -56,7 +56,7 @@ def train(net: Network, data: dict, epochs: int, batch_size: int = 64, seed: int
     return accuracies
 
 
-def main(directory: Path = _data.MNIST, default_epochs: int = 4, halve_every_epochs: int = 1) -> None:
+def main(dataset: str = _data.MNIST, default_epochs: int = 4, halve_every_epochs: int = 1) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=default_epochs)
     parser.add_argument("--threads", type=int, default=1,
@@ -64,7 +64,7 @@ def main(directory: Path = _data.MNIST, default_epochs: int = 4, halve_every_epo
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     mar.seed(0)
-    data = _data.load(directory)
+    data = _data.load(dataset)
     net = lenet(halve_every=halve_every_epochs * len(data["train"]["x"]) // 64)
     start = time.perf_counter()
     accuracies = train(net, data, args.epochs)

@@ -150,6 +150,8 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
         with os.fdopen(descriptor, "wb") as handle:
             write(handle)
             handle.flush()
+            if hasattr(os, "fchmod"):  # mkstemp makes it 0600; a saved file gets the usual umask-based mode
+                os.fchmod(handle.fileno(), 0o666 & ~_current_umask())
             os.fsync(handle.fileno())
         os.replace(temp_name, target)
     except BaseException:
@@ -157,6 +159,12 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
             os.unlink(temp_name)
         raise
     _fsync_directory(directory)
+
+
+def _current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _fsync_directory(directory: Path) -> None:
@@ -391,7 +399,8 @@ def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) ->
     return header
 
 
-def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tuple[int, ...]]], member: str, where: str) -> None:
+def _parse_header(header_bytes: bytes, member: str, where: str) -> dict:
+    """A safetensors JSON header as a dict of tensor entries (metadata dropped); ValueError if malformed."""
     try:
         header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
@@ -399,6 +408,11 @@ def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tu
     if not isinstance(header, dict):
         raise ValueError(f"{where}: member {member!r} has a malformed safetensors header.")
     header.pop("__metadata__", None)
+    return header
+
+
+def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tuple[int, ...]]], member: str, where: str) -> None:
+    header = _parse_header(header_bytes, member, where)
     if set(header) != set(expected):
         raise ValueError(f"{where}: member {member!r} holds tensors {sorted(header)}, but expected {sorted(expected)}.")
     for key, (dtype, shape) in expected.items():
@@ -411,14 +425,7 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
     scalars = _read_json(archive, members[OPTIMIZER_JSON], where)
     if not isinstance(scalars, dict) or not isinstance(scalars.get("params"), dict) or not isinstance(scalars.get("scenari"), dict):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} needs 'params' and 'scenari' objects.")
-    header = _read_header(archive, members[OPTIMIZER_TENSORS], where)
-    try:
-        entries = json.loads(header.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise ValueError(f"{where}: member {OPTIMIZER_TENSORS!r} has a malformed safetensors header ({error}).") from None
-    if not isinstance(entries, dict):
-        raise ValueError(f"{where}: member {OPTIMIZER_TENSORS!r} has a malformed safetensors header.")
-    entries.pop("__metadata__", None)
+    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where), OPTIMIZER_TENSORS, where)
     params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     for key, entry in entries.items():

@@ -378,3 +378,13 @@ def test_tied_params_are_saved_once_each_and_stay_equal(tmp_path):
     network.save(tmp_path / "m.mar")
     clone = mar.load(tmp_path / "m.mar")
     assert torch.equal(clone["tied"].a_copy, network["tied"].a_copy) and torch.equal(clone["tied"].a, network["tied"].a)
+
+
+def test_saved_files_get_the_usual_permissions_not_the_temp_files(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+        net.save(tmp_path / "m.mar")
+        assert (tmp_path / "m.mar").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(mask)

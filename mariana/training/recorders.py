@@ -115,10 +115,10 @@ class _FileRecorder(Recorder):
             self._file = None
 
     def _begin(self, history: list[dict]) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _begin(history): write the file's header.")
 
     def _row(self, entry: dict) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _row(entry): write one epoch.")
 
 
 class CSV(_FileRecorder):

@@ -85,3 +85,18 @@ def test_recorders_round_trip_their_config():
     for recorder in (recorders.CSV("a.csv"), recorders.JSONL("a.jsonl"), recorders.TensorBoard("tb"), recorders.HTMLReport(),
                      recorders.ProgressBar(refresh_per_second=4)):
         assert mar.registry.deserialize(mar.registry.serialize(recorder)).get_config() == recorder.get_config()
+
+
+def test_html_report_of_a_real_run_carries_its_curves(tmp_path):
+    import re
+
+    trainer = run([recorders.HTMLReport()], run_dir=tmp_path / "run")
+    page = (tmp_path / "run" / "report.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="mariana-data">(.*?)</script>', page, re.S).group(1))
+    assert [layer["name"] for layer in data["layers"]] == ["inp", "hid", "out"]
+    charts = {(chart["output"], chart["metric"]): chart for chart in data["history"]["charts"]}
+    assert set(charts) == {("out", "loss"), ("out", "accuracy")}
+    streams = {series["stream"]: series["values"] for series in charts[("out", "accuracy")]["series"]}
+    assert streams["valid"] == pytest.approx([entry["valid"]["out"]["accuracy"] for entry in trainer.history])
+    assert data["history"]["epochs"] == [1, 2, 3]
+    assert any(row for row in data["log"] if "training" in json.dumps(row))
