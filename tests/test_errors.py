@@ -167,6 +167,7 @@ def test_downstream_layers_are_left_untouched_when_one_fails_to_build():
     (lambda: ML.Hidden(0), ValueError, r"Hidden: size must be a positive int, but received 0"),
     (lambda: ML.Hidden(3, name="2bad"), ValueError, r"invalid name '2bad'"),
     (lambda: ML.Hidden(3, name="class"), ValueError, r"invalid name 'class'"),
+    (lambda: ML.Input(3, name="batch_size"), ValueError, r"the name 'batch_size' is reserved: run calls take batch_size="),
     (lambda: ML.Hidden(3, activation="relu"), TypeError, r"activation expects a mariana.activations object, but received 'relu'"),
     (lambda: ML.Hidden(3, learning_scenari=[MS.Adam(), MS.GradientDescent(0.1)]), ValueError, r"at most one optimizer"),
     (lambda: ML.Input(3, activation=MA.ReLU()), TypeError, r"Input 'input_\d+' does not take activation="),

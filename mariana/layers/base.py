@@ -44,6 +44,8 @@ from mariana.registry import Configurable, deserialize, serialize
 Shape = tuple[int, ...]
 
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+#: Keywords of the run calls (net.test(..., batch_size=...)), so no layer can be named like them.
+RESERVED_NAMES = frozenset({"batch_size"})
 _AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
 
 
@@ -61,6 +63,8 @@ def check_name(name: Any, owner: str) -> str:
             f"{owner}: invalid name {name!r}. Names start with a letter, contain only letters, "
             f"digits and '_', and are not Python keywords (e.g. 'hidden_1')."
         )
+    if name in RESERVED_NAMES:
+        raise ValueError(f"{owner}: the name {name!r} is reserved: run calls take {name}= as an option, so data could not be fed to it.")
     return name
 
 
