@@ -226,14 +226,21 @@ class Network:
         """Every layer with params, wrapped ones included, by ``state_dict`` prefix (``hid``, ``bi.lstm``)."""
         return {key: member for layer in self._layers.values() for key, member in layer.named_layers()}
 
-    def load_optimizer_state_dict(self, state: dict) -> None:
-        """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error)."""
+    def load_optimizer_state_dict(self, state: dict, replace: bool = False) -> None:
+        """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error).
+
+        With ``replace=True`` the state becomes exactly ``state``: params it does
+        not name lose theirs (e.g. momentum accumulated since it was taken).
+        """
         members = self._members()
         by_name = {f"{key}.{pname}": param for key, layer in members.items() for pname, param in layer._parameters.items()}
         unknown = [key for key in state.get("params", {}) if key not in by_name]
         unknown += [key for key in state.get("scenari", {}) if key not in members or members[key].optimizer is None]
         if unknown:
             raise ValueError(f"Optimizer state names unknown params or scenari {unknown}; this network has {sorted(by_name)}.")
+        if replace:
+            for param in by_name.values():
+                self._optimizer_state.pop(param, None)
         for key, values in state.get("params", {}).items():
             param = by_name[key]
             self._optimizer_state[param] = {

@@ -210,7 +210,7 @@ class NaNGuard(Stop):
     def finish(self, trainer: Trainer) -> None:
         if self.snapshot is not None:
             trainer.net.module.load_state_dict(self.snapshot["weights"])
-            trainer.net.load_optimizer_state_dict(_clone(self.snapshot["optimizer"]))
+            trainer.net.load_optimizer_state_dict(_clone(self.snapshot["optimizer"]), replace=True)
 
     def state_dict(self) -> dict:
         return {"snapshot": self.snapshot}

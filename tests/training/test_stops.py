@@ -85,6 +85,10 @@ def test_nan_guard_on_a_diverging_loss_goes_back_to_the_start():
     assert len(history) == 1 and not math.isfinite(history[0]["train"]["out"]["loss"])
     assert trainer.stop_reason.startswith("NaNGuard: non-finite train/out/loss")
     assert all(torch.equal(net.state_dict()[k], v) for k, v in initial.items())
+    # The optimizer goes back too: no non-finite momentum is left to poison the next step.
+    assert net.optimizer_state_dict()["params"] == {}
+    net.train("out", inp=np.ones((4, 4), np.float32), out=np.array([0, 1, 0, 1]))
+    assert all(torch.isfinite(v).all() for v in net.state_dict().values())
 
 
 def test_nan_guard_on_non_finite_weights_keeps_the_last_finite_epoch():
