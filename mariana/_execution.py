@@ -97,6 +97,7 @@ class ForwardPlan:
                     f"(e.g. `inp > {layer.name}`) before running it."
                 )
         clean = {ref for layer in needed.values() for ref in layer.references()}
+        logits_only = logits_only - clean  # a layer read by reference (Autoencode's target) needs its activation
         self.layers = [layer for name, layer in layers.items() if name in needed]
         self.input_names = tuple(layer.name for layer in self.layers if layer.is_input)
         self.steps = [

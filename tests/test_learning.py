@@ -257,3 +257,15 @@ def test_each_optimizer_matches_its_torch_counterpart(scenario):
         optimizer.step()
     torch.testing.assert_close(out.W.detach(), reference[0].detach())
     torch.testing.assert_close(out.b.detach(), reference[1].detach())
+
+
+def test_autoencoding_a_classifier_gets_the_same_targets_alone_or_in_a_mixin():
+    mar.seed(0)
+    cls = ML.SoftmaxClassifier(3, learning_scenari=[MS.GradientDescent(lr=0.1)], name="cls")
+    hid = ML.Hidden(5, name="hid")
+    ML.Input(4, name="inp") > hid > cls
+    net = hid > ML.Autoencode("cls", learning_scenari=[MS.GradientDescent(lr=0.1)], name="ae")  # reads cls by reference only
+    x, y = np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32), np.arange(6) % 3
+    alone = net.test("ae", inp=x)["ae"]
+    torch.testing.assert_close(net.test(["cls", "ae"], inp=x, cls=y)["ae"], alone)
+    torch.testing.assert_close(net.train(["cls", "ae"], inp=x, cls=y)["ae"], alone)
