@@ -73,6 +73,13 @@ def chunks(feeds: dict, targets: dict, batch_size: int | None) -> Iterator[tuple
                {k: v[start:stop] for k, v in targets.items()})
 
 
+def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    if tensor.device == device:
+        return tensor
+    # Asynchronous only towards an accelerator: a device-to-host copy must be complete before it is read.
+    return tensor.to(device, non_blocking=device.type != "cpu")
+
+
 class ForwardPlan:
     """Which layers to evaluate, in which order, to obtain ``targets``."""
 
@@ -110,6 +117,15 @@ class ForwardPlan:
                 None if type(layer.activation).__name__ == "Pass" or layer.name in logits_only else layer.activation,
             )
             for layer in self.layers
+        ]
+        # Data checks (ids, lengths) run once per call on the incoming data, before anything runs or moves.
+        from mariana.layers.base import Layer
+
+        self.feed_checks = [
+            (source.name, layer, index)
+            for layer in self.layers
+            if type(layer).check_feed is not Layer.check_feed
+            for index, source in enumerate(layer.incoming) if source.is_input
         ]
         self.device_tensor = next(iter(network.module.parameters()), None)
         other_outputs = set(network.outputs)
@@ -163,7 +179,10 @@ class ForwardPlan:
                 raise ValueError(
                     f"Batch size mismatch: {size_owner.describe()} received {size} rows but {layer.describe()} received {tensor.shape[0]}."
                 )
-            feeds[name] = tensor if tensor.device == device else tensor.to(device, non_blocking=True)
+            feeds[name] = tensor
+        for name, layer, index in self.feed_checks:
+            layer.check_feed(index, feeds[name])
+        feeds = {name: _to(tensor, device) for name, tensor in feeds.items()}
         targets: dict[str, torch.Tensor] = {}
         for name, layer in target_keys.items():
             if name not in batch:
@@ -173,7 +192,7 @@ class ForwardPlan:
                 raise ValueError(
                     f"Batch size mismatch: {size_owner.describe()} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}."
                 )
-            targets[name] = tensor if tensor.device == device else tensor.to(device, non_blocking=True)
+            targets[name] = _to(tensor, device)
         return feeds, targets
 
 

@@ -71,6 +71,10 @@ class MultiHeadAttention(Layer):
                 f"Declare it as ML.Input(1, dtype='int64')."
             )
 
+    def check_feed(self, index: int, values: torch.Tensor) -> None:
+        if index == self.expected_inputs:  # the optional lengths of the keys/values sequence
+            check_lengths(self, values, self.input_shapes[1 if self.cross else 0][0])
+
     def output_shape(self, query_shape: Shape, *others: Shape) -> Shape:
         context_shape = others[0] if self.cross else None
         for role, shape in (("queries", query_shape), ("keys/values", context_shape)):
@@ -106,7 +110,8 @@ class MultiHeadAttention(Layer):
         mask, valid = None, None
         if lengths is not None:
             steps = context.shape[1]
-            valid = torch.arange(steps, device=context.device) < check_lengths(self, lengths, steps)[:, None]
+            lengths = lengths.reshape(-1) if self.feed_is_checked(self.expected_inputs) else check_lengths(self, lengths, steps)
+            valid = torch.arange(steps, device=context.device) < lengths[:, None]
             mask = valid[:, None, None, :]
             if self.causal:  # sdpa takes a mask or is_causal, not both
                 mask = mask & torch.ones(queries.shape[1], steps, dtype=torch.bool, device=context.device).tril()

@@ -165,6 +165,22 @@ class Layer(Configurable, nn.Module):
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement forward(*inputs).")
 
+    def check_feed(self, index: int, values: torch.Tensor) -> None:
+        """Check the data of incoming ``index`` (ids, lengths) and raise ValueError if it cannot be used.
+
+        Run calls call it before anything runs, on the host-side data, for each
+        incoming Input; ``forward`` need only call it for data that reaches it
+        through other layers (see :meth:`feed_is_checked`). Default: no check.
+        """
+
+    def feed_is_checked(self, index: int) -> bool:
+        """Whether the data of incoming ``index`` was checked with ``check_feed`` before the call ran.
+
+        True when it comes straight from an Input (run calls check those), or when
+        this layer is wrapped (its wrapper checked the data it passes on).
+        """
+        return self.network is None or self.incoming[index].is_input
+
     @property
     def learning_scenari(self) -> list[MS.LearningScenario]:
         """This layer's own scenari; assigning a new list takes effect at the next run call."""

@@ -40,6 +40,10 @@ class Embedding(Layer):
     def build(self, input_shape: Shape) -> None:
         self.add_param("E", (self.dictionary_size, self.dimensions))
 
+    def check_feed(self, index: int, values: torch.Tensor) -> None:
+        check_ids_in_range(values, self.dictionary_size, self, "entries")
+
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        check_ids_in_range(ids, self.dictionary_size, self, "entries")
+        if not self.feed_is_checked(0):  # ids from an Input were checked before the call ran
+            check_ids_in_range(ids, self.dictionary_size, self, "entries")
         return F.embedding(ids, self.E)

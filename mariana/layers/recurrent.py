@@ -82,6 +82,14 @@ class _SequenceLayer(Layer):
                 f"of shape {source.shape}. Declare it as ML.Input(1, dtype='int64')."
             )
 
+    def check_feed(self, index: int, values: torch.Tensor) -> None:
+        if index == 1:  # the optional lengths, counted in steps of the sequence (input 0)
+            check_lengths(self, values, self.input_shapes[0][0])
+
+    def lengths_of(self, lengths: torch.Tensor, steps: int) -> torch.Tensor:
+        """``(batch,)`` lengths; checked here only when they did not come straight from an Input."""
+        return lengths.reshape(-1) if self.feed_is_checked(1) else check_lengths(self, lengths, steps)
+
     def sequence_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) != 2:
             raise ValueError(
@@ -117,7 +125,7 @@ class _Recurrent(_SequenceLayer):
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         if lengths is not None:
-            lengths = check_lengths(self, lengths, x.shape[1])
+            lengths = self.lengths_of(lengths, x.shape[1])
         h0 = x.new_zeros(1, x.shape[0], self.units)
         outputs = self._run(x, h0, [self.W, self.U, self.b, self.b_U])
         return last_steps(outputs, lengths, self.return_sequences)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mariana.layers.base import Layer, Shape, decode_abstractions
-from mariana.layers.recurrent import _Recurrent, _SequenceLayer, check_lengths
+from mariana.layers.recurrent import _Recurrent, _SequenceLayer
 from mariana.registry import deserialize
 
 
@@ -53,6 +53,10 @@ class _Wrapper(Layer):
 
     def sublayers(self) -> tuple[Layer, ...]:
         return tuple(self._modules.values())
+
+    def check_feed(self, index: int, values: torch.Tensor) -> None:
+        for layer in self.sublayers():  # ids or lengths are checked by the layers that use them
+            layer.check_feed(index, values)
 
     def _apply(self, layer: Layer, *inputs: torch.Tensor) -> torch.Tensor:
         y = layer.activation(layer(*inputs))
@@ -108,7 +112,7 @@ class Bidirectional(_Wrapper, _SequenceLayer):
             if forward_layer.return_sequences:
                 backward = backward.flip(1)
             return torch.cat([self._apply(forward_layer, x), backward], dim=-1)
-        lengths = check_lengths(self, lengths, x.shape[1])[:, None]
+        lengths = self.lengths_of(lengths, x.shape[1])[:, None]
         steps = torch.arange(x.shape[1], device=x.device)
         # Reverse each sequence within its length; padded steps stay where they are.
         order = torch.where(steps < lengths, lengths - 1 - steps, steps)
