@@ -194,7 +194,11 @@ class CheckpointStore:
         if not pointer_path.exists():
             raise FileNotFoundError(f"No checkpoint pointer {str(pointer_path)!r}: this run directory holds no checkpoint yet.")
         pointer = read_json(pointer_path)
-        path = self.folder / pointer["checkpoint"]
+        name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
+        if not isinstance(name, str) or not _NAME.match(name) or not isinstance(pointer.get("sha256"), str):
+            raise ValueError(f"Checkpoint pointer {str(pointer_path)!r} is malformed: expected a checkpoint name like "
+                             f"'ckpt-000001-e1-s0.safetensors' and its sha256, but read {pointer!r}.")
+        path = self.folder / name
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
         if digest != pointer["sha256"]:

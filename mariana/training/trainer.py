@@ -119,6 +119,8 @@ class Trainer:
         self.checkpoint_every = checkpoint_every
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self._store = CK.CheckpointStore(self.run_dir, keep_checkpoints) if self.run_dir is not None else None
+        if best is not None and (isinstance(best, str) or len(best) != 3 or not all(isinstance(part, str) for part in best)):
+            raise ValueError(f"Trainer: best must be (stream, output, metric), e.g. ('valid', 'out', 'loss'), but received {best!r}.")
         self.best = tuple(best) if best is not None else None
         self.history: list[dict] = []
         self.stop_reason: str | None = None
@@ -198,7 +200,11 @@ class Trainer:
         net.log[:] = state["log"]
         recorded_stops, recorded_recorders = settings.pop("stops"), settings.pop("recorders")
         stops = list(stops) if stops is not None else _rebuild(recorded_stops, Stop, "stops")
-        recorders = list(recorders) if recorders is not None else _rebuild(recorded_recorders, Recorder, "recorders")
+        if recorders is None:
+            recorders = _rebuild(recorded_recorders, Recorder, "recorders")
+            _confine_recorder_paths(recorders, run_dir)
+        else:
+            recorders = list(recorders)
         streams_info = settings.pop("streams")
         trainer = cls(net, run_dir=run_dir, stops=stops, recorders=recorders, **settings)
         given = {"train": train, "valid": valid, "test": test}
@@ -212,6 +218,12 @@ class Trainer:
                 raise ValueError(
                     f"Trainer.resume: the {name} data passed does not match the run's: expected sha256 {info['sha256']}, "
                     f"but received data hashing to {mapper.content_hash()}. Pass the same data, or none to use the run's copy."
+                )
+            elif serialize(mapper.sampler) != info["sampler"]:
+                raise ValueError(
+                    f"Trainer.resume: the {name} data passed uses sampler {serialize(mapper.sampler)}, but the run used "
+                    f"{info['sampler']}; the rest of the run could not be the same. Pass a mapper with the run's sampler, "
+                    f"or no data to use the run's copy."
                 )
             streams[name] = mapper
         extra = [name for name, value in given.items() if value is not None and name not in streams_info]
@@ -260,6 +272,13 @@ class Trainer:
             monitor = next((s for s in self.stops if isinstance(s, EarlyStopping)), None)
             self.best = ((monitor.stream, monitor.output, monitor.metric) if monitor is not None
                          else ("valid" if "valid" in streams else "train", self.outputs[0], "loss"))
+        stream, output, metric = self.best
+        problem = (f"stream {stream!r} is not one of the run's {list(streams)}" if stream not in streams
+                   else f"output {output!r} is not one of the trained {list(self.outputs)}" if output not in self.outputs
+                   else f"metric {metric!r} is not 'loss' or (for a classifier) 'accuracy'"
+                   if metric != "loss" and not (metric == "accuracy" and output in self.classifiers) else None)
+        if problem:
+            raise ValueError(f"Trainer: best={self.best!r} cannot be followed: {problem}.")
         self._streams = streams
         eval_plan = net._cost_plan(self.outputs, training=False)
         self._prepared = {}
@@ -611,6 +630,21 @@ def _describe(obj: Any) -> dict:
         return serialize(obj)
     except ValueError:
         return {"unregistered": f"{type(obj).__module__}.{type(obj).__qualname__}"}
+
+
+def _confine_recorder_paths(recorders: list, run_dir: Path) -> None:
+    """Recorders rebuilt from run.json may only write inside the run directory: a run directory may come from anyone."""
+    for recorder in recorders:
+        for attribute in ("path", "log_dir"):
+            value = getattr(recorder, attribute, None)
+            if value is None:
+                continue
+            path = Path(value)
+            if path.is_absolute() or ".." in path.parts:
+                raise ValueError(
+                    f"Trainer.resume: run.json names a {type(recorder).__name__} writing to {value!r}, outside the run directory "
+                    f"{str(run_dir)!r}; resume refuses it. Pass recorders=[...] to Trainer.resume to choose where to write."
+                )
 
 
 def _rebuild(entries: list[dict], base: type, label: str) -> list:

@@ -262,3 +262,40 @@ def test_resume_warns_in_another_environment_and_uses_the_recorded_thread_count(
         torch.set_num_threads(1)
     assert seen_threads == [1, 1]
     assert_identical(trainer, reference)
+
+
+def test_resume_refuses_data_passed_with_another_sampler(tmp_path, data_file):
+    from mariana.training import DatasetMapper
+
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 3)
+    train, valid = run_child.data(data_file)
+    arrays = dict(train)
+    with pytest.raises(ValueError, match=r"train data passed uses sampler .*Sequential.* but the run used .*Shuffled"):
+        Trainer.resume(run_dir, DatasetMapper(sampler="sequential", **arrays), valid=valid, recorders=[])
+
+
+def test_resume_refuses_recorder_paths_outside_the_run_dir(tmp_path, data_file):
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 3)
+    run = json.loads((run_dir / "run.json").read_text())
+    outside = tmp_path / "outside.csv"
+    run["trainer"]["recorders"] = [{"class": "CSV", "config": {"path": str(outside)}}]
+    (run_dir / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match=r"run.json names a CSV writing to .*outside.csv.*outside the run directory"):
+        Trainer.resume(run_dir)
+    run["trainer"]["recorders"] = [{"class": "CSV", "config": {"path": "../escape.csv"}}]
+    (run_dir / "run.json").write_text(json.dumps(run))
+    with pytest.raises(ValueError, match="outside the run directory"):
+        Trainer.resume(run_dir)
+    assert not outside.exists() and not (tmp_path / "escape.csv").exists()
+
+
+def test_a_pointer_naming_a_file_outside_the_checkpoints_is_refused(tmp_path, data_file):
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 3)
+    pointer = latest(run_dir)
+    pointer["checkpoint"] = "../run.json"
+    (run_dir / "latest").write_text(json.dumps(pointer))
+    with pytest.raises(ValueError, match="pointer .* is malformed"):
+        Trainer.resume(run_dir)

@@ -103,6 +103,7 @@ def test_class_balanced_sampler_visits_classes_equally():
 
 def test_bad_mapper_input_raises_clear_errors():
     net = build_mlp((4,), 2, hidden=4)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
     x, y = np.zeros((6, 4), np.float32), np.zeros(6, np.int64)
     trainer = Trainer(net, "out", stops=[stops.EpochWall(1)], recorders=[])
     with pytest.raises(ValueError, match=r"key 'imp' is not a layer of this network; expected the names \['inp', 'out'\]"):
@@ -116,7 +117,7 @@ def test_bad_mapper_input_raises_clear_errors():
     trainer = Trainer(net, "out", stops=[stops.EpochWall(1)], recorders=[])
     with pytest.raises(ValueError, match=r"Input 'inp'.*shape"):
         trainer.start(DatasetMapper(inp=np.zeros((6, 5), np.float32), out=y))
-    before = {k: v.clone() for k, v in net.state_dict().items()}
+    assert net.optimizer_state_dict()["params"] == {}
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
 
 
@@ -135,3 +136,16 @@ def test_bad_trainer_arguments_raise():
     trainer = Trainer(net, "out", stops=[stops.EarlyStopping("valid", "out")], recorders=[])
     with pytest.raises(ValueError, match=r"EarlyStopping watches stream 'valid', but the run has streams \['train'\]"):
         trainer.start({"inp": np.zeros((4, 4), np.float32), "out": np.zeros(4, np.int64)})
+
+
+def test_best_must_name_a_stream_output_and_metric_of_the_run():
+    net = build_mlp((4,), 2, hidden=4)
+    data = {"inp": np.zeros((4, 4), np.float32), "out": np.zeros(4, np.int64)}
+    with pytest.raises(ValueError, match=r"best must be \(stream, output, metric\).*\('valid', 'out'\)"):
+        Trainer(net, "out", stops=[stops.EpochWall(1)], best=("valid", "out"))
+    for best, problem in [(("valid", "out", "loss"), "stream 'valid' is not one of the run's \\['train'\\]"),
+                          (("train", "outt", "loss"), "output 'outt' is not one of the trained \\['out'\\]"),
+                          (("train", "out", "f1"), "metric 'f1' is not 'loss'")]:
+        trainer = Trainer(net, "out", stops=[stops.EpochWall(1)], recorders=[], best=best)
+        with pytest.raises(ValueError, match=problem):
+            trainer.start(data)
