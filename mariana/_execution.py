@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mariana.activations import Pass
+
 if TYPE_CHECKING:
     from mariana.layers.base import Layer
     from mariana.network import Network
@@ -61,12 +63,12 @@ def batch_length(feeds: dict[str, torch.Tensor]) -> int:
 
 def chunks(feeds: dict, targets: dict, batch_size: int | None) -> Iterator[tuple[int, int, dict, dict]]:
     """Slices of the batch along axis 0, ``batch_size`` rows at a time (all at once if None)."""
+    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, but received {batch_size!r}.")
     total = batch_length(feeds) or batch_length(targets)
     if batch_size is None or batch_size >= total:
         yield 0, total, feeds, targets
         return
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int or None, but received {batch_size!r}.")
     for start in range(0, total, batch_size):
         stop = min(start + batch_size, total)
         yield (start, stop, {k: v[start:stop] for k, v in feeds.items()},
@@ -114,7 +116,7 @@ class ForwardPlan:
                 layer.name in keep_pre,
                 layer.name in clean,
                 tuple(layer.decorators),
-                None if type(layer.activation).__name__ == "Pass" or layer.name in logits_only else layer.activation,
+                None if isinstance(layer.activation, Pass) or layer.name in logits_only else layer.activation,
             )
             for layer in self.layers
         ]

@@ -55,7 +55,11 @@ def _html(args: argparse.Namespace) -> int:
 def _resume(args: argparse.Namespace) -> int:
     from mariana.training import Trainer
 
-    trainer = Trainer.resume(args.run_dir)
+    try:
+        trainer = Trainer.resume(args.run_dir)
+    except (FileNotFoundError, ValueError) as error:  # a missing or refused run directory: one clear line
+        print(f"mariana resume: {error}", file=sys.stderr)
+        return 2
     print(f"Run finished after {len(trainer.history)} epoch(s); results in {args.run_dir}")
     return 0
 

@@ -27,6 +27,9 @@ class Decorator(Configurable):
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement __call__(x).")
 
+    def check(self, shape: tuple[int, ...]) -> None:
+        """Raise ValueError if this decorator cannot apply to an output of ``shape`` (batch excluded)."""
+
 
 class BinomialDropout(Decorator):
     """Drops each unit with probability ``ratio`` (inverted dropout)."""
@@ -69,6 +72,10 @@ class Mask(Decorator):
     @property
     def mask(self) -> torch.Tensor:
         return self._mask
+
+    def check(self, shape: tuple[int, ...]) -> None:
+        if tuple(self._mask.shape) != tuple(shape):
+            raise ValueError(f"Mask of shape {tuple(self._mask.shape)} cannot apply to an output of shape {tuple(shape)}.")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         if self._mask.device != x.device or self._mask.dtype != x.dtype:

@@ -56,7 +56,7 @@ class GraphModule(nn.Module):
         self._modules[layer.name] = layer
 
     def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        plan = self._network._forward_plan(tuple(self._network.outputs))
+        plan = self._network._all_outputs_plan()
         missing = [name for name in plan.input_names if name not in inputs]
         if missing:
             raise ValueError(f"Network forward: missing input(s) {missing}; expected {list(plan.input_names)}.")
@@ -317,6 +317,13 @@ class Network:
         plan = self._plans.get(key)
         if plan is None:
             plan = self._plans[key] = EX.ForwardPlan(self, targets)
+        return plan
+
+    def _all_outputs_plan(self) -> EX.ForwardPlan:
+        """The plan computing every output (net.module's forward); found by one lookup per call."""
+        plan = self._plans.get("all outputs")
+        if plan is None:
+            plan = self._plans["all outputs"] = self._forward_plan(tuple(self.outputs))
         return plan
 
     def _cost_plan(self, outputs: Any, training: bool) -> EX.CostPlan:

@@ -93,12 +93,13 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
         "weights": {key: {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for key, t in weights.items()},
     }
     members = {ARCHITECTURE: _json_bytes(architecture), WEIGHTS: safetensors_save(weights)}
+    optimizer_state = network.optimizer_state_dict()
     if optimizer:
-        tensors, scalars = _split_optimizer_state(network.optimizer_state_dict())
+        tensors, scalars = _split_optimizer_state(optimizer_state)
         members[OPTIMIZER_TENSORS] = safetensors_save(_host_tensors(tensors, "optimizer state"))
         members[OPTIMIZER_JSON] = _json_bytes(scalars)
     event = {"time": time.time(), "event": "save", "path": str(path), "optimizer": bool(optimizer),
-             "steps": {name: state["steps"] for name, state in network.optimizer_state_dict()["scenari"].items()}}
+             "steps": {name: state["steps"] for name, state in optimizer_state["scenari"].items()}}
     members[LOG] = _json_bytes(network.log + [event])
     atomic_write(path, lambda handle: _write_zip(handle, members))
     network.log.append(event)
@@ -127,6 +128,10 @@ def _write_zip(handle: Any, members: dict[str, bytes]) -> None:
             archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=compression)
 
 
+# Read once: os.umask can only be read by setting it, which would race with writer threads.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 def atomic_write(path: str | os.PathLike, write: Any) -> None:
     """Call ``write(binary_file)`` on a temp file beside ``path``, then atomically rename it to ``path``.
 
@@ -151,7 +156,7 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
             write(handle)
             handle.flush()
             if hasattr(os, "fchmod"):  # mkstemp makes it 0600; a saved file gets the usual umask-based mode
-                os.fchmod(handle.fileno(), 0o666 & ~_current_umask())
+                os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
             os.fsync(handle.fileno())
         os.replace(temp_name, target)
     except BaseException:
@@ -159,12 +164,6 @@ def atomic_write(path: str | os.PathLike, write: Any) -> None:
             os.unlink(temp_name)
         raise
     _fsync_directory(directory)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def _fsync_directory(directory: Path) -> None:

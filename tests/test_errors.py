@@ -194,3 +194,20 @@ def test_merges_and_networks_refuse_the_arrow():
         ML.Hidden(2) > net
     with pytest.raises(ValueError, match=r"Input 'b' is an Input and takes no incoming connection"):
         a > b
+
+
+def test_a_decorator_or_initialization_that_cannot_apply_fails_at_the_arrow_naming_the_layer():
+    import mariana.decorators as MD
+
+    i = ML.Input(4, name="inp")
+    with pytest.raises(ValueError, match=r"Hidden 'hid': Mask of shape \(2,\) cannot apply to an output of shape \(3,\)"):
+        i > ML.Hidden(3, decorators=[MD.Mask([1.0, 0.0])], name="hid")
+    with pytest.raises(ValueError, match=r"Hidden 'hid2': GlorotUniform\('b'\) needs a parameter with at least 2 axes"):
+        i > ML.Hidden(3, initializations=[MI.GlorotUniform("b")], name="hid2")
+    assert len(i.network) == 1
+
+
+@pytest.mark.parametrize("batch_size", ["8", True, 0, 2.5])
+def test_a_bad_batch_size_is_refused(net, batch_size):
+    with pytest.raises(ValueError, match=r"batch_size must be a positive int or None, but received"):
+        net.propagate("out", inp=X, batch_size=batch_size)

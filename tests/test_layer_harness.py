@@ -37,7 +37,9 @@ def test_params_are_named_parameters_in_the_state_dict(case):
     for name, param in layer.params.items():
         assert isinstance(getattr(layer, name), torch.nn.Parameter)
         assert torch.equal(state[f"{case.layer}.{name}"], param.detach())
-    assert len(state) == len({id(t) for t in state.values()}) or all("." in key for key in state)
+    named = dict(network.module.named_parameters(remove_duplicate=False))
+    assert len(named) == len(list(network.module.parameters())), "a parameter is registered under two names"
+    assert {key for key in named if key.split(".")[0] == case.layer} >= {f"{case.layer}.{name}" for name in layer.params}
 
 
 @pytest.mark.parametrize("case", LAYER_CASES, ids=repr)

@@ -314,7 +314,15 @@ class Layer(Configurable, nn.Module):
                         f"{self.describe()}: initialization {type(init).__name__} targets unknown param "
                         f"{init.param!r}; this layer's params are {sorted(known) or 'none'}."
                     )
-                init(self._parameters[init.param])
+                try:
+                    init(self._parameters[init.param])
+                except ValueError as error:
+                    raise ValueError(f"{self.describe()}: {error}") from None
+            for decorator in self.decorators:
+                try:
+                    decorator.check(shape)
+                except ValueError as error:
+                    raise ValueError(f"{self.describe()}: {error}") from None
             for fixed in self.fixed:
                 unknown = [n for n in fixed.param_names if n not in known]
                 if unknown:

@@ -142,7 +142,7 @@ class M(Merge):
 
     def __init__(self, expression: Expression | Layer, **kwargs: Any) -> None:
         expression = Expression.wrap(expression)
-        if isinstance(expression, Expression) and not expression.layers():
+        if not expression.layers():
             raise ValueError("M: the expression references no layer.")
         super().__init__(**kwargs)
         self.expression = expression

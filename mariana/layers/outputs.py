@@ -180,11 +180,8 @@ class Autoencode(OutputLayer):
         return (math.prod(self._target_layer.shape),)
 
     def build(self, input_shape: Shape) -> None:
-        self.size = self.shape_of_target()
+        (self.size,) = self.output_shape(input_shape)
         super().build(input_shape)
-
-    def shape_of_target(self) -> int:
-        return math.prod(self._target_layer.shape)
 
     def cost_value(self, pre, out, targets, clean, training):
         reference = clean[self.target].detach()

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from mariana import activations as MA
 from mariana.registry import Configurable
 
 #: Abstraction attributes of a layer, in the order they are shown.
@@ -57,7 +58,7 @@ def abstractions(layer: Any) -> dict[str, list[str]]:
     for role in ABSTRACTIONS:
         value = getattr(layer, role, None)
         items = value if isinstance(value, list) else ([] if value is None else [value])
-        items = [item for item in items if type(item).__name__ != "Pass"]
+        items = [item for item in items if not isinstance(item, MA.Pass)]
         if items:
             found[role] = [short_repr(item) for item in items]
     return found

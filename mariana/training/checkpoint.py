@@ -185,9 +185,6 @@ class CheckpointStore:
         for temp in self.folder.glob(".ckpt-*.tmp"):
             temp.unlink(missing_ok=True)
 
-    def exists(self, which: str = "latest") -> bool:
-        return self._pointer(which).exists()
-
     def load(self, which: str = "latest") -> tuple[dict[str, torch.Tensor], dict]:
         """The (tensors, state) of the checkpoint a pointer names, its sha256 checked first."""
         pointer_path = self._pointer(which)
