@@ -33,7 +33,7 @@ from typing import Any
 
 from mariana import __version__
 from mariana.report.describe import describe_layer, human_bytes, human_count, totals
-from mariana.report.log import log_rows
+from mariana.report.log import history_from_log, log_rows
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 #: npm files inlined into the page, relative to ``ASSETS / "node_modules"``.
@@ -46,10 +46,17 @@ _LICENSES = {"DAGRE": "@dagrejs/dagre/dist/dagre.min.js.LEGAL.txt"}
 
 
 def to_html(network: Any, path: str | os.PathLike, history: list[dict] | None = None, title: str | None = None) -> None:
-    """Write the report of ``network`` to ``path`` atomically; ``history`` is a Trainer history (one dict per epoch)."""
+    """Write the report of ``network`` to ``path`` atomically.
+
+    ``history`` is a Trainer history (one dict per epoch); without it, the
+    curves of the network's latest Trainer run, kept in its generation log
+    (and so in a saved ``.mar``), are drawn.
+    """
     from mariana.persistence import _as_path, atomic_write
 
     path = _as_path(path, "to_html")
+    if history is None:  # the curves of the network's latest Trainer run, recorded in its generation log
+        history = history_from_log(network.log) or None
     page = render_html(network, history=history, title=title or path.stem).encode("utf-8")
     atomic_write(path, lambda handle: handle.write(page) and None)
 

@@ -56,8 +56,16 @@ def timestamp(entry: dict) -> str:
 
 
 def log_rows(log: list[dict]) -> list[dict[str, str]]:
-    """``[{"time", "event", "text"}]`` for display."""
-    return [{"time": timestamp(entry), "event": str(entry.get("event", "?")), "text": describe_event(entry)} for entry in log]
+    """``[{"time", "event", "text"}]`` for display; per-epoch entries are left to the training curves."""
+    return [{"time": timestamp(entry), "event": str(entry.get("event", "?")), "text": describe_event(entry)}
+            for entry in log if entry.get("event") != "epoch"]
+
+
+def history_from_log(log: list[dict]) -> list[dict]:
+    """The per-epoch history the Trainer recorded for the latest training run in ``log`` (empty if none)."""
+    starts = [i for i, entry in enumerate(log) if entry.get("event") == "training" and entry.get("phase") == "start"]
+    recent = log[starts[-1]:] if starts else log
+    return [entry["history"] for entry in recent if entry.get("event") == "epoch" and isinstance(entry.get("history"), dict)]
 
 
 def format_log(log: list[dict]) -> str:

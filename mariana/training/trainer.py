@@ -429,6 +429,7 @@ class Trainer:
                 entry[stream] = self._evaluate(stream)
         reasons = [(stop, stop.update(self, entry)) for stop in self.stops]
         self.history.append(entry)
+        self.net._record("epoch", history=entry)  # so a saved network still has its curves (net.to_html)
         for recorder in self.recorders:
             recorder.on_epoch_end(self, entry)
         fired = [(stop, reason) for stop, reason in reasons if reason is not None]

@@ -100,3 +100,20 @@ def test_html_report_of_a_real_run_carries_its_curves(tmp_path):
     assert streams["valid"] == pytest.approx([entry["valid"]["out"]["accuracy"] for entry in trainer.history])
     assert data["history"]["epochs"] == [1, 2, 3]
     assert any(row for row in data["log"] if "training" in json.dumps(row))
+
+
+def test_a_saved_network_keeps_the_curves_of_its_run(tmp_path):
+    import re
+
+    import mariana
+
+    trainer = run([])
+    trainer.net.save(tmp_path / "m.mar")
+    mariana.load(tmp_path / "m.mar").to_html(tmp_path / "m.html")  # no history passed: it comes from the log
+    page = (tmp_path / "m.html").read_text()
+    data = json.loads(re.search(r'<script type="application/json" id="mariana-data">(.*?)</script>', page, re.S).group(1))
+    assert data["history"]["epochs"] == [1, 2, 3]
+    charts = {(chart["output"], chart["metric"]): chart for chart in data["history"]["charts"]}
+    losses = {series["stream"]: series["values"] for series in charts[("out", "loss")]["series"]}
+    assert losses["train"] == pytest.approx([entry["train"]["out"]["loss"] for entry in trainer.history])
+    assert not any(row["event"] == "epoch" for row in data["log"])  # the curves show the epochs, not the log table
