@@ -42,17 +42,22 @@ def as_tensor(value: Any, layer: Layer, role: str) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
+def check_in_range(values: torch.Tensor, low: int, high: int, layer: Layer, reason: str, what: str) -> None:
+    """``ValueError`` unless every value is in ``[low, high]``: "<layer> <reason>, so <what> must be in [low, high], ..."."""
+    # The check reads the data, which graph export (ONNX) cannot trace: exported graphs skip it.
+    if values.numel() and not torch.compiler.is_exporting():
+        extremes = torch.aminmax(values)
+        found_low, found_high = extremes.min.item(), extremes.max.item()
+        if found_low < low or found_high > high:
+            raise ValueError(
+                f"{layer.describe()} {reason}, so {what} must be in [{low}, {high}], "
+                f"but received {what} from {found_low} to {found_high}."
+            )
+
+
 def check_ids_in_range(ids: torch.Tensor, count: int, layer: Layer, noun: str) -> None:
     """``ValueError`` unless every id is in ``[0, count)``, e.g. "has 5 entries, so ids must be in [0, 4]"."""
-    # The check reads the data, which graph export (ONNX) cannot trace: exported graphs skip it.
-    if ids.numel() and not torch.compiler.is_exporting():
-        extremes = torch.aminmax(ids)
-        low, high = extremes.min.item(), extremes.max.item()
-        if low < 0 or high >= count:
-            raise ValueError(
-                f"{layer.describe()} has {count} {noun}, so ids must be in [0, {count - 1}], "
-                f"but received ids from {low} to {high}."
-            )
+    check_in_range(ids, 0, count - 1, layer, f"has {count} {noun}", "ids")
 
 
 def batch_length(feeds: dict[str, torch.Tensor]) -> int:

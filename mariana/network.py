@@ -387,29 +387,24 @@ class Network:
     def accuracy(self, output: str, /, batch_size: int | None = None, **batch: Any) -> float:
         """Fraction of samples whose predicted class equals the target class id."""
         layer = self._classifier(output, "accuracy")
-        plan = self._forward_plan((layer.name,))
-        feeds, targets = plan.prepare(batch, target_outputs=(layer,))
-        correct = 0
-        with _mode(self.module, training=False), torch.no_grad():
-            for _, _, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
-                values, _, _ = plan.run(chunk_feeds, training=False)
-                predicted = values[layer.name].argmax(dim=-1)
-                expected = chunk_targets[layer.name]
-                if expected.is_floating_point():
-                    expected = expected.argmax(dim=-1)
-                correct += int((predicted == expected).sum())
-        return correct / EX.batch_length(feeds)
+        predicted, targets = self._infer(layer.name, batch_size, batch, with_targets=True)
+        expected = targets[layer.name].cpu()
+        if expected.is_floating_point():  # probability rows (CategoricalCrossEntropy targets)
+            expected = expected.argmax(dim=-1)
+        return int((predicted.argmax(dim=-1) == expected).sum()) / len(expected)
 
-    def _infer(self, name: str, batch_size: int | None, batch: dict) -> torch.Tensor:
+    def _infer(self, name: str, batch_size: int | None, batch: dict, with_targets: bool = False) -> Any:
+        """The layer's inference output (on the host), computed ``batch_size`` rows at a time; and the targets if asked."""
         layer = self[_single_name(name, "propagate")]
         plan = self._forward_plan((layer.name,))
-        feeds, _ = plan.prepare(batch)
+        feeds, targets = plan.prepare(batch, target_outputs=(layer,) if with_targets else ())
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
             for _, _, chunk_feeds, _ in EX.chunks(feeds, {}, batch_size):
                 values, _, _ = plan.run(chunk_feeds, training=False)
                 parts.append(values[layer.name].detach().cpu())
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+        output = parts[0] if len(parts) == 1 else torch.cat(parts)
+        return (output, targets) if with_targets else output
 
     def _classifier(self, name: str, call: str) -> Layer:
         layer = self[_single_name(name, call)]

@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from mariana._execution import check_in_range
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import positive_int
 
@@ -43,12 +44,7 @@ from mariana.layers.core import positive_int
 def check_lengths(owner: Layer, lengths: torch.Tensor, steps: int) -> torch.Tensor:
     """``lengths`` ``(batch, 1)`` as ``(batch,)`` after checking they lie in ``[1, steps]``."""
     lengths = lengths.reshape(-1)
-    # Reading the data is a host sync that graph export (ONNX) cannot trace: exported graphs skip the check.
-    if lengths.numel() and not torch.compiler.is_exporting() and bool(((lengths < 1) | (lengths > steps)).any()):
-        raise ValueError(
-            f"{owner.describe()} takes sequences of {steps} steps, so lengths must be in [1, {steps}], "
-            f"but received lengths from {int(lengths.min())} to {int(lengths.max())}."
-        )
+    check_in_range(lengths, 1, steps, owner, f"takes sequences of {steps} steps", "lengths")
     return lengths
 
 
