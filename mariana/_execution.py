@@ -12,52 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from mariana.activations import Pass
+from mariana.checks import is_int
 
 if TYPE_CHECKING:
     from mariana.layers.base import Layer
     from mariana.network import Network
-
-
-def as_tensor(value: Any, layer: Layer, role: str) -> torch.Tensor:
-    """``value`` (tensor, numpy array or nested lists) as a tensor, without copying when possible."""
-    if isinstance(value, torch.Tensor):
-        return value
-    owner = layer.describe()
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise ValueError(f"{owner}: expected numeric {role}, but received an array of dtype {value.dtype}.")
-        if not value.flags.writeable or not value.flags.c_contiguous and not value.flags.f_contiguous:
-            value = np.array(value)
-        return torch.from_numpy(value)
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as error:
-        raise ValueError(f"{owner}: expected an array or tensor as {role}, but received {type(value).__name__} ({error}).") from None
-    if array.dtype.kind not in "biuf":
-        raise ValueError(f"{owner}: expected numeric {role}, but received {type(value).__name__} of dtype {array.dtype}.")
-    return torch.from_numpy(array)
-
-
-def check_in_range(values: torch.Tensor, low: int, high: int, layer: Layer, reason: str, what: str) -> None:
-    """``ValueError`` unless every value is in ``[low, high]``: "<layer> <reason>, so <what> must be in [low, high], ..."."""
-    # The check reads the data, which graph export (ONNX) cannot trace: exported graphs skip it.
-    if values.numel() and not torch.compiler.is_exporting():
-        extremes = torch.aminmax(values)
-        found_low, found_high = extremes.min.item(), extremes.max.item()
-        if found_low < low or found_high > high:
-            raise ValueError(
-                f"{layer.describe()} {reason}, so {what} must be in [{low}, {high}], "
-                f"but received {what} from {found_low} to {found_high}."
-            )
-
-
-def check_ids_in_range(ids: torch.Tensor, count: int, layer: Layer, noun: str) -> None:
-    """``ValueError`` unless every id is in ``[0, count)``, e.g. "has 5 entries, so ids must be in [0, 4]"."""
-    check_in_range(ids, 0, count - 1, layer, f"has {count} {noun}", "ids")
 
 
 def batch_length(feeds: dict[str, torch.Tensor]) -> int:
@@ -68,7 +30,7 @@ def batch_length(feeds: dict[str, torch.Tensor]) -> int:
 
 def chunks(feeds: dict, targets: dict, batch_size: int | None) -> Iterator[tuple[int, int, dict, dict]]:
     """Slices of the batch along axis 0, ``batch_size`` rows at a time (all at once if None)."""
-    if batch_size is not None and (not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1):
+    if batch_size is not None and (not is_int(batch_size) or batch_size < 1):
         raise ValueError(f"batch_size must be a positive int or None, but received {batch_size!r}.")
     total = batch_length(feeds) or batch_length(targets)
     if batch_size is None or batch_size >= total:

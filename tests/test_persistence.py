@@ -384,4 +384,6 @@ def test_saved_files_get_the_usual_permissions_not_the_temp_files(tmp_path):
     net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
     net.save(tmp_path / "m.mar")
     mode = (tmp_path / "m.mar").stat().st_mode & 0o777
-    assert mode == 0o666 & ~persistence._UMASK  # 0o644 under the usual umask, not mkstemp's 0o600
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # 0o644 under the usual umask, not mkstemp's 0o600

@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mariana.files import as_path, atomic_write
+
 #: Example batch size used while tracing; the exported batch axis is dynamic.
 TRACE_BATCH = 2
 
@@ -59,9 +61,8 @@ def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None
     after the requested layers (``<name>_output`` for an Input exported as an
     output); axis 0 of each is a dynamic ``batch`` axis.
     """
-    from mariana.persistence import _as_path, atomic_write
 
-    path = _as_path(path, "to_onnx")
+    path = as_path(path, "to_onnx")
     names = _output_names(network, outputs)
     try:
         import onnx  # noqa: F401  (checked here for a clear message)

@@ -39,6 +39,7 @@ from mariana import decorators as MD
 from mariana import initializations as MI
 from mariana import regularizations as MR
 from mariana import scenari as MS
+from mariana.checks import is_int
 from mariana.registry import Configurable, deserialize, serialize
 
 Shape = tuple[int, ...]
@@ -83,14 +84,14 @@ def _as_list(value: Any, keyword_name: str, owner: str, expected: type) -> list:
 
 def as_shape(shape: Any, owner: str) -> Shape:
     """A shape as a tuple of positive ints (an int is a 1-d shape)."""
-    values = (shape,) if isinstance(shape, int) else shape
+    values = (shape,) if is_int(shape) else shape
     try:
         values = tuple(values)
     except TypeError:
         values = None
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    if not values or not all(is_int(v) and v > 0 for v in values):
         raise ValueError(f"{owner}: expected a shape of positive ints (batch axis excluded), but received {shape!r}.")
-    return values
+    return tuple(int(v) for v in values)
 
 
 class Layer(Configurable, nn.Module):

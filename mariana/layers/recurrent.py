@@ -36,9 +36,8 @@ from typing import Any
 
 import torch
 
-from mariana._execution import check_in_range
+from mariana.checks import check_in_range, positive_int
 from mariana.layers.base import Layer, Shape
-from mariana.layers.core import positive_int
 
 
 def check_lengths(owner: Layer, lengths: torch.Tensor, steps: int) -> torch.Tensor:
