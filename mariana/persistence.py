@@ -46,6 +46,7 @@ from safetensors.torch import save as safetensors_save
 from mariana.about import __version__
 from mariana.checks import is_int
 from mariana.files import as_path, atomic_write
+from mariana.network import Network
 
 FORMAT = "mariana"
 FORMAT_VERSION = 1
@@ -80,8 +81,6 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
     step counts). Either the whole file appears under ``path`` or nothing
     changes there.
     """
-    from mariana.network import Network
-
     if not isinstance(network, Network):
         raise TypeError(f"save expects a mariana Network, but received {type(network).__name__}.")
     path = as_path(path, "save")
@@ -168,8 +167,6 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     well-formed ``.mar`` file of a supported version; nothing is written and
     no code from the file runs. ``max_bytes`` caps each tensor member.
     """
-    from mariana.network import Network
-
     path = as_path(path, "load")
     if not path.is_file():
         raise FileNotFoundError(f"No .mar file at {str(path)!r}.")
@@ -200,7 +197,7 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{where}: the stored state does not fit the architecture: {error}") from None
     network.log[:] = log
-    network._record("load", path=str(path), format_version=architecture["format_version"])
+    network.record("load", path=str(path), format_version=architecture["format_version"])
     return network
 
 
@@ -272,8 +269,6 @@ def _check_architecture(architecture: Any, where: str) -> None:
 def _skeleton(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torch.dtype, tuple[int, ...]]]]:
     """The network built on the meta device (nothing allocated) and the tensors it declares, checked
     against the architecture's own list. The user's RNG state is left untouched."""
-    from mariana.network import Network
-
     with _fresh_rng(), torch.device("meta"):
         skeleton = _from_config(Network, architecture["network"], where)
     expected = {key: (t.dtype, tuple(t.shape)) for key, t in skeleton.module.state_dict().items()}

@@ -45,10 +45,10 @@ def test_params_are_named_parameters_in_the_state_dict(case):
 @pytest.mark.parametrize("case", LAYER_CASES, ids=repr)
 def test_backward_reaches_every_param(case):
     network, layer = build(case)
-    plan = network._forward_plan((case.layer,))
+    plan = network.forward_plan(case.layer)
     feeds, _ = plan.prepare(case.feeds())
     feeds = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in feeds.items()}
-    values, _, _ = plan.run(feeds, training=True)
+    values = plan.run(feeds, training=True).values
     values[case.layer].float().pow(2).sum().backward()
     for name, feed in feeds.items():
         if feed.is_floating_point():

@@ -210,9 +210,7 @@ def test_dropout_is_inverted_and_only_active_while_training():
     net = i > ML.Regression(1, name="out")
     x = np.ones((2, 1000), dtype=np.float32)
     np.testing.assert_array_equal(net.propagate("inp", inp=x), x)
-    plan = net._forward_plan(("inp",))
-    values, _, _ = plan.run(plan.prepare({"inp": x})[0], training=True)
-    dropped = values["inp"].numpy()
+    dropped = net.forward("inp", training=True, inp=x)["inp"].numpy()
     assert set(np.unique(dropped)) == {0.0, 2.0}
     assert 0.4 < (dropped == 0).mean() < 0.6
 

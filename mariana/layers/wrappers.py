@@ -41,14 +41,14 @@ class _Wrapper(Layer):
         kind = type(self).__name__
         if not isinstance(layer, expected) or layer.is_input or layer.is_output or layer.connects_at_construction:
             raise TypeError(f"{kind} wraps {what}, but received {layer!r}.")
-        if layer.network is None or len(layer.network._layers) != 1 or layer.shape is not None:
+        if layer.network is None or len(layer.network) != 1 or layer.shape is not None:
             raise ValueError(f"{kind} wraps a fresh, unconnected layer, but {layer.describe()} is already connected or wrapped.")
 
     def _adopt(self, *layers: Layer) -> None:
         object.__setattr__(self, "layer", layers[0])
         object.__setattr__(self, self.hyperparameters[0], layers[0])
         for layer in layers:
-            layer.network._release(layer, self.describe())
+            layer.network.release(layer, self.describe())
             self._modules[layer.name] = layer
 
     def sublayers(self) -> tuple[Layer, ...]:
@@ -59,11 +59,7 @@ class _Wrapper(Layer):
             layer.check_feed(index, values)
 
     def _apply(self, layer: Layer, *inputs: torch.Tensor) -> torch.Tensor:
-        y = layer.activation(layer(*inputs))
-        if self.training:
-            for decorator in layer.decorators:
-                y = decorator(y)
-        return y
+        return layer.evaluate(*inputs, training=self.training).out
 
     def _build_inner(self, input_shape: Shape) -> None:
         for layer in self.sublayers():  # a failed '>' unbuilds them again (Layer._unbuild)
