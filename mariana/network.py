@@ -32,36 +32,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mariana import graph
+from mariana import graph, optimizer_state
 from mariana.execution import CostPlan, ForwardPlan, TrainingPlan, batch_length, chunks
+from mariana.graph_module import GraphModule
 from mariana.layers.base import Layer, install_network_factory
 from mariana.registry import deserialize, serialize
-
-
-class GraphModule(nn.Module):
-    """The whole graph as one ``nn.Module``: ``forward(**inputs) -> {output_name: tensor}``.
-
-    Layers are its direct children, keyed by their names, so ``state_dict()``
-    holds each param once as ``<layer>.<param>``. Use it with any PyTorch tool
-    (``.to``, DDP, ONNX export); Mariana's run calls use it too.
-    """
-
-    def __init__(self, network: Network) -> None:
-        super().__init__()
-        object.__setattr__(self, "_network", network)
-
-    def _add_layer(self, layer: Layer) -> None:
-        # Bypass add_module's attribute check: a layer may be called 'train' or 'eval';
-        # methods still resolve first because nn.Module only falls back to _modules.
-        self._modules[layer.name] = layer
-
-    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        plan = self._network._all_outputs_plan()
-        missing = [name for name in plan.input_names if name not in inputs]
-        if missing:
-            raise ValueError(f"Network forward: missing input(s) {missing}; expected {list(plan.input_names)}.")
-        values = plan.run(inputs, self.training).values
-        return {name: values[name] for name in plan.target_names}
 
 
 class Network:
@@ -212,17 +187,7 @@ class Network:
 
     def optimizer_state_dict(self) -> dict:
         """Optimizer state keyed ``<layer>.<param>`` (never by position), plus each scenario's step count."""
-        members = self._members()
-        names = {id(param): f"{key}.{pname}" for key, layer in members.items() for pname, param in layer._parameters.items()}
-        params = {
-            names[id(param)]: dict(state) for param, state in self.optimizer_state.items() if state and id(param) in names
-        }
-        scenari = {key: layer.optimizer.state_dict() for key, layer in members.items() if layer.optimizer is not None}
-        return {"params": params, "scenari": scenari}
-
-    def _members(self) -> dict[str, Layer]:
-        """Every layer with params, wrapped ones included, by ``state_dict`` prefix (``hid``, ``bi.lstm``)."""
-        return {key: member for layer in self._layers.values() for key, member in layer.named_layers()}
+        return optimizer_state.state_dict(self)
 
     def load_optimizer_state_dict(self, state: dict, replace: bool = False) -> None:
         """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error).
@@ -230,22 +195,7 @@ class Network:
         With ``replace=True`` the state becomes exactly ``state``: params it does
         not name lose theirs (e.g. momentum accumulated since it was taken).
         """
-        members = self._members()
-        by_name = {f"{key}.{pname}": param for key, layer in members.items() for pname, param in layer._parameters.items()}
-        unknown = [key for key in state.get("params", {}) if key not in by_name]
-        unknown += [key for key in state.get("scenari", {}) if key not in members or members[key].optimizer is None]
-        if unknown:
-            raise ValueError(f"Optimizer state names unknown params or scenari {unknown}; this network has {sorted(by_name)}.")
-        if replace:
-            for param in by_name.values():
-                self.optimizer_state.pop(param, None)
-        for key, values in state.get("params", {}).items():
-            param = by_name[key]
-            self.optimizer_state[param] = {
-                k: (v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in values.items()
-            }
-        for key, values in state.get("scenari", {}).items():
-            members[key].optimizer.load_state_dict(values)
+        optimizer_state.load_state_dict(self, state, replace)
 
     # -- features built in other modules ------------------------------------------------
     def save(self, path: Any, **kwargs: Any) -> None:
@@ -319,7 +269,7 @@ class Network:
             plan = self._plans[key] = ForwardPlan(self, targets)
         return plan
 
-    def _all_outputs_plan(self) -> ForwardPlan:
+    def all_outputs_plan(self) -> ForwardPlan:
         """The plan computing every output (net.module's forward); found by one lookup per call."""
         plan = self._plans.get("all outputs")
         if plan is None:

@@ -86,5 +86,5 @@ def test_every_layer_class_has_a_case():
     for case in LAYER_CASES:
         network, _ = build(case)
         covered.update(type(layer).__name__ for layer in network.layers.values())
-    registered = {name for name, cls in registry._CLASSES.items() if issubclass(cls, Layer) and cls.__module__.startswith("mariana.")}
+    registered = {name for name, cls in registry.classes().items() if issubclass(cls, Layer) and cls.__module__.startswith("mariana.")}
     assert registered - covered - ABSTRACT_LAYERS == set(), "add a line to tests/layer_cases.py for each new layer"

@@ -10,14 +10,14 @@ Example: a custom layer that scales its input by a learned vector.
 
     >>> import torch, mariana as mar, mariana.layers as ML
     >>> @mar.register
-    ... class Scale(ML.Layer):
+    ... class LearnedScale(ML.Layer):
     ...     def output_shape(self, input_shape):
     ...         return input_shape
     ...     def build(self, input_shape):
     ...         self.add_param("s", input_shape, torch.nn.init.ones_, regularizable=False)
     ...     def forward(self, x):
     ...         return x * self.s
-    >>> net = ML.Input(3, name="x") > Scale(name="scale")
+    >>> net = ML.Input(3, name="x") > LearnedScale(name="scale")
     >>> net.propagate("scale", x=[[1.0, 2.0, 3.0]]).tolist()
     [[1.0, 2.0, 3.0]]
 """

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mariana.layers.base import Layer, Shape, decode_abstractions
-from mariana.layers.recurrent import _Recurrent, _SequenceLayer
+from mariana.layers.recurrent import Recurrent, SequenceLayer
 from mariana.registry import deserialize
 
 
@@ -77,7 +77,7 @@ class _Wrapper(Layer):
         return cls(**decoded)
 
 
-class Bidirectional(_Wrapper, _SequenceLayer):
+class Bidirectional(_Wrapper, SequenceLayer):
     """Runs ``rnn`` (RNN, LSTM or GRU) forwards and a copy backwards; concatenates their features.
 
     Output: ``(2*units,)``, or ``(time, 2*units)`` with ``return_sequences``.
@@ -88,8 +88,8 @@ class Bidirectional(_Wrapper, _SequenceLayer):
 
     hyperparameters = ("rnn",)
 
-    def __init__(self, rnn: _Recurrent, **kwargs: Any) -> None:
-        self._check_wrappable(rnn, _Recurrent, "an RNN, LSTM or GRU")
+    def __init__(self, rnn: Recurrent, **kwargs: Any) -> None:
+        self._check_wrappable(rnn, Recurrent, "an RNN, LSTM or GRU")
         super().__init__(**kwargs)
         backward = type(rnn).from_config({**rnn.get_config(), "name": f"{rnn.name}_backward"})
         self._adopt(rnn, backward)
