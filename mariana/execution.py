@@ -316,10 +316,21 @@ class TrainingPlan(CostPlan):
 
     def step(self, result: CostResult) -> None:
         """Back-propagate :meth:`objective` and take one step of every optimizer."""
+        self.backward(result)
+        self.apply()
+
+    def backward(self, result: CostResult, scale: float = 1.0) -> None:
+        """Add ``scale`` times the gradient of :meth:`objective` to the params' gradients (accumulation uses 1/k)."""
         if not self.optimizers:
             return
-        self.objective(result).backward(inputs=self.backward_inputs)
+        objective = self.objective(result)
+        (objective if scale == 1.0 else objective * scale).backward(inputs=self.backward_inputs)
+
+    def apply(self) -> None:
+        """One step of every optimizer on the gradients accumulated so far (clipped first), then clear them."""
         for scenario, optimizer in self.optimizers:
+            if scenario.clip_norm is not None or scenario.clip_value is not None:
+                scenario.clip(optimizer.param_groups[0]["params"])
             if scenario.schedule is not None:
                 lr = scenario.current_lr()
                 for group in optimizer.param_groups:
@@ -327,3 +338,7 @@ class TrainingPlan(CostPlan):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scenario.steps += 1
+
+    def scenari(self) -> list[LearningScenario]:
+        """The optimizer scenari this plan steps (each once)."""
+        return [scenario for scenario, _ in self.optimizers]
