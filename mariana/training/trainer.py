@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -53,7 +54,8 @@ from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
-from mariana.training.callbacks import best_monitor, checked_list, load_states, states
+from mariana.training.averaging import WeightAverage
+from mariana.training.callbacks import BestValue, best_monitor, checked_list, load_states, states
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
@@ -85,7 +87,7 @@ class Trainer:
                  run_dir: str | Path | None = None, save_if_murdered: bool = True, seed: int | None = None,
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-                 best: Sequence[str] | None = None, accumulate: int = 1) -> None:
+                 best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None) -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
@@ -115,6 +117,8 @@ class Trainer:
         if self.accumulate > 1 and order != "simultaneous" and len(self.outputs) > 1:
             raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
                              f"steps would add to each other's gradients in order={order!r}.")
+        self.ema = ema
+        self.average = WeightAverage(net.module, ema) if ema is not None else None
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
         self.interrupts = Interrupts(enabled=self.save_if_murdered and self.run_dir is not None, run_dir=self.run_dir)
         # The run's progress: what a checkpoint records.
@@ -126,7 +130,7 @@ class Trainer:
         self._order_rng = np.random.Generator(np.random.PCG64(0))
         self._elapsed_before = 0.0
         self._session_start: float | None = None
-        self._best_value: float | None = None
+        self._best_value = BestValue(("train", self.outputs[0], "loss"))  # the monitored metric is known at start
         self._pending_end: dict | None = None
         # Set up by start/resume.
         self._started = False
@@ -219,6 +223,7 @@ class Trainer:
         for stop in self.stops:
             stop.check(list(streams), {name: name in self.classifiers for name in self.outputs})
         self.best = best_monitor(self.best, self.stops, list(streams), self.outputs, self.classifiers)
+        self._best_value = BestValue(self.best)
         self._streams = streams
         self._eval_plan = eval_plan
         self._prepared = {name: PreparedStream.prepare(eval_plan, mapper, self.classifiers) for name, mapper in streams.items()}
@@ -297,20 +302,24 @@ class Trainer:
             plans = [plans[int(self._order_rng.integers(len(plans)))]]
         group_start = step - step % self.accumulate
         group_size = min(self.accumulate, steps - group_start)
+        stepped = group_size == 1 or step + 1 == group_start + group_size
         for names, plan in plans:
             result = plan.evaluate(batch.feeds, batch.targets)
             if group_size == 1:
                 plan.step(result)
             else:
                 plan.backward(result, 1.0 / group_size)
-                if step + 1 == group_start + group_size:
+                if stepped:
                     plan.apply()
             for name in names:
                 self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name))
+        if stepped and self.average is not None:
+            self.average.update()
 
     def _evaluate(self, stream: str) -> dict[str, dict[str, float]]:
         self.net.module.train(False)
-        return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size)
+        with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
+            return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size)
 
     def _end_epoch(self) -> None:
         entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(), "train": self.sums.means()}
@@ -329,13 +338,15 @@ class Trainer:
         for scenario in {id(s): s for _, plan in self._step_plans for s in plan.scenari()}.values():
             if scenario.schedule is not None:
                 scenario.schedule.observe(entry)  # ReduceLROnPlateau; after the epoch end is committed, so a resume never repeats it
-        improved = self._improved(entry)
+        improved = self._best_value.improved(entry)
         if fired:
             self._finish(entry, fired, improved)
         elif self.run_directory is not None and self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
             self._checkpoint("periodic", best=improved)
 
     def _finish(self, entry: dict, fired: list[tuple[Stop, str]], improved: bool) -> None:
+        if self.average is not None:
+            self.average.copy_to_model()  # the model keeps the averaged weights (a stop that restores weights wins)
         for stop, _ in fired:
             stop.finish(self)
         self.stop_reason = "; ".join(reason for _, reason in fired)
@@ -345,16 +356,6 @@ class Trainer:
             self._checkpoint("final", best=improved)
         for recorder in self.recorders:
             recorder.on_end(self, self.stop_reason)
-
-    def _improved(self, entry: dict) -> bool:
-        stream, output, metric = self.best
-        value = entry.get(stream, {}).get(output, {}).get(metric)
-        if value is None or math.isnan(value):
-            return False
-        better = self._best_value is None or (value > self._best_value if metric == "accuracy" else value < self._best_value)
-        if better:
-            self._best_value = value
-        return better
 
     def _elapsed(self) -> float:
         if self._session_start is None:
@@ -376,12 +377,13 @@ class Trainer:
             **self.sums.state_dict(),
             "elapsed": self._elapsed(),
             "history": self.history[:pending["history"]] if pending is not None else self.history,
-            "stop_reason": self.stop_reason, "best_value": self._best_value, "rng": rng,
+            "stop_reason": self.stop_reason, "best_value": self._best_value.value, "rng": rng,
             "sampler": self._streams["train"].sampler.state_dict(),
             "order_rng": self._order_rng.bit_generator.state,
             "stops": pending["stops"] if pending is not None else states(self.stops),
             "recorders": pending["recorders"] if pending is not None else states(self.recorders),
             "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
+            "ema": None if self.average is None else self.average.state_dict(),
             "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
             "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
         }
@@ -394,12 +396,14 @@ class Trainer:
         self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
                              if state["phase"] == "epoch_end" else None)
         self.sums.load_state_dict(state)
+        if self.average is not None and state.get("ema") is not None:
+            self.average.load_state_dict(state["ema"])
         parameters = dict(self.net.module.named_parameters())
         for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
             parameters[name].grad = gradient.to(parameters[name].device)
         self._elapsed_before = state["elapsed"]
         self.stop_reason = state["stop_reason"]
-        self._best_value = state["best_value"]
+        self._best_value.value = state["best_value"]
         self._streams["train"].sampler.load_state_dict(state["sampler"])
         bit_generator = np.random.PCG64()
         bit_generator.state = state["order_rng"]
@@ -428,10 +432,9 @@ class Trainer:
                 f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
 
     def _config(self) -> dict:
-        return {
-            "outputs": self.outputs, "batch_size": self.batch_size, "order": self.order, "seed": self.seed,
-            "hyperparameters": self.hyperparameters, "notes": self.notes, "save_if_murdered": self.save_if_murdered,
-            "eval_batch_size": self.eval_batch_size, "checkpoint_every": self.checkpoint_every,
-            "keep_checkpoints": self.run_directory.store.keep, "best": list(self.best), "accumulate": self.accumulate,
-            "stops": [describe_object(stop) for stop in self.stops], "recorders": [describe_object(r) for r in self.recorders],
-        }
+        """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
+        config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
+        config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
+                      checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
+                      recorders=[describe_object(r) for r in self.recorders])
+        return config

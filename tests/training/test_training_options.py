@@ -184,3 +184,48 @@ def test_a_user_callback_logs_the_learning_rate_and_the_gradient_norm(tmp_path):
     rows = resumed.recorders[0].rows
     assert [row[0] for row in rows] == [1, 2, 3] and rows[0] == log.rows[0]
     assert rows[1][1] == pytest.approx(0.1 * 0.5 ** 2) and all(row[2] > 0 for row in rows)  # 3 steps an epoch
+
+
+def test_ema_weights_are_the_moving_average_used_for_evaluation_and_kept_at_the_end():
+    x, y = data(rows=64)
+    steps_seen = []
+
+    class WeightsAfterEachStep(recorders.Recorder):
+        def on_step(self, trainer, step, steps):
+            steps_seen.append([p.detach().clone() for p in trainer.net.parameters()])
+
+    raw = regression(MS.GradientDescent(0.05, momentum=0.9))
+    average = [p.detach().clone() for p in raw.parameters()]
+    Trainer(raw, "out", batch_size=16, stops=[stops.EpochWall(2)], recorders=[WeightsAfterEachStep()], seed=1).start(
+        DatasetMapper(inp=x, out=y))
+    for weights in steps_seen:
+        average = [0.9 * a + 0.1 * w for a, w in zip(average, weights)]
+    net = regression(MS.GradientDescent(0.05, momentum=0.9))
+    history = Trainer(net, "out", batch_size=16, stops=[stops.EpochWall(2)], recorders=[], seed=1, ema=0.9).start(
+        DatasetMapper(inp=x, out=y), valid=DatasetMapper(inp=x, out=y))
+    for mine, expected in zip(net.parameters(), average):
+        torch.testing.assert_close(mine.detach(), expected, rtol=0, atol=1e-6)
+    assert history[-1]["valid"]["out"]["loss"] == pytest.approx(float(net.test("out", inp=x, out=y)["out"]), abs=1e-6)
+
+
+def test_ema_resumes_bit_identical(tmp_path):
+    x, y = data(rows=64)
+
+    def trainer(run_dir, extra=()):
+        return Trainer(regression(MS.Adam(0.01)), "out", batch_size=16, ema=0.8, stops=[stops.EpochWall(2)],
+                       recorders=list(extra), run_dir=run_dir, seed=2)
+
+    reference = trainer(tmp_path / "reference")
+    reference.start(DatasetMapper(inp=x, out=y))
+    with pytest.raises(RuntimeError, match="recorder failure"):
+        trainer(tmp_path / "run", [RaiseAt(2, 1)]).start(DatasetMapper(inp=x, out=y))
+    resumed = Trainer.resume(tmp_path / "run", recorders=[])
+    assert resumed.ema == 0.8
+    for key, value in reference.net.state_dict().items():
+        assert torch.equal(resumed.net.state_dict()[key], value), key
+
+
+@pytest.mark.parametrize("bad", [0.0, 1.0, 1, "0.9"])
+def test_ema_decay_is_checked(bad):
+    with pytest.raises(ValueError, match=r"Trainer: ema must be a float in \(0, 1\)"):
+        Trainer(regression(MS.Adam(0.01)), "out", ema=bad, stops=[stops.EpochWall(1)])
