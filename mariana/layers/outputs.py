@@ -102,14 +102,20 @@ class SoftmaxClassifier(OutputLayer):
     def accept_targets(self, value: Any) -> torch.Tensor:
         tensor = as_tensor(value, self, "targets")
         kind = self.cost.target_kind
+        if tensor.is_complex():
+            raise ValueError(f"{self.describe()} expects integer class ids or real probabilities, but received {tensor.dtype}.")
         if not tensor.is_floating_point() and tensor.dtype != torch.bool and kind != "values":
             if tensor.dim() != 1:
                 raise ValueError(
                     f"{self.describe()} expected integer class ids of shape (batch,), but received shape {tuple(tensor.shape)}."
                 )
+            ids = tensor if tensor.dtype == torch.int64 else tensor.long()  # torch's range ops lack uint16/32/64
             if tensor.device.type == "cpu":  # checked before the move: no device sync
-                check_ids_in_range(tensor, self.size, self, "classes")
-            return tensor if tensor.dtype == torch.int64 else tensor.long()
+                if tensor.dtype == torch.uint64 and ids.numel() and bool((ids < 0).any()):  # 2**63 and more wrap around
+                    raise ValueError(f"{self.describe()} has {self.size} classes, so ids must be in [0, {self.size - 1}], "
+                                     f"but received uint64 ids of 2**63 or more.")
+                check_ids_in_range(ids, self.size, self, "classes")
+            return ids
         if kind == "ids":
             raise ValueError(
                 f"{self.describe()} expected integer class ids of shape (batch,) for {type(self.cost).__name__}, "
