@@ -164,7 +164,7 @@ class Autoencode(OutputLayer):
         super().__init__(1, **kwargs)  # the real size is the target's, known at connection
         self.size = None
         self.target = target_name
-        self._target_layer: Layer | None = None
+        self._set_target_layer(None)
 
     def references(self) -> tuple[str, ...]:
         return (self.target,)
@@ -180,7 +180,12 @@ class Autoencode(OutputLayer):
             raise ValueError(f"{self.describe()} cannot autoencode itself.")
         if layer.shape is None:
             raise ValueError(f"{self.describe()}: the shape of its target {layer.describe()} is not known yet; connect it first.")
-        self._target_layer = layer
+        self._set_target_layer(layer)
+
+    def _set_target_layer(self, layer: Layer | None) -> None:
+        # A plain attribute, not a submodule: the target is a graph node with its own params, which
+        # nn.Module.__setattr__ would register a second time (state_dict, summary and .mar counted twice).
+        object.__setattr__(self, "_target_layer", layer)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(self._target_layer.shape),)
