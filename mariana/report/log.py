@@ -69,5 +69,10 @@ def history_from_log(log: list[dict]) -> list[dict]:
 
 
 def format_log(log: list[dict]) -> str:
-    """The log as text, one line per entry: ``time  event  description``."""
-    return "\n".join(f"{row['time']}  {row['event']:<10} {row['text']}" for row in log_rows(log))
+    """The log as text, one line per entry: ``time  event  description``.
+
+    A description of several lines (a note) continues indented under its
+    first line, so it cannot pass for entries of its own.
+    """
+    indent = "\n" + " " * 32  # the width of "YYYY-MM-DD HH:MM:SS  event      "
+    return "\n".join(f"{row['time']}  {row['event']:<10} {row['text'].replace(chr(10), indent)}" for row in log_rows(log))
