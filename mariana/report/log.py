@@ -36,15 +36,53 @@ def describe_event(entry: dict) -> str:
     if event == "save":
         kept = "with" if details.get("optimizer", True) else "without"
         steps = details.get("steps")
-        return f"saved to {details.get('path')} {kept} optimizer state" + (f"; steps so far {steps}" if steps else "")
+        return f"saved to {details.get('path')} {kept} optimizer state" + (f"; steps so far {readable(steps)}" if steps else "")
     if event == "load":
         return f"loaded from {details.get('path')}"
-    return ", ".join(f"{key}={_short(value)}" for key, value in details.items())
+    if event == "training" and details.get("phase") in ("start", "end", "resume"):
+        return _training(details)
+    return ", ".join(f"{key}={_grouped(value)}" for key, value in details.items())
 
 
-def _short(value: Any, limit: int = 200) -> str:
-    text = str(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+def _training(details: dict) -> str:
+    phase = details.pop("phase")
+    if phase == "end":
+        metrics = details.pop("metrics", None)
+        text = f"training ended after {readable(details.pop('epochs', '?'))} epoch(s)"
+        reason = details.pop("reason", None)
+        if reason:
+            text += f" ({reason})"
+        if isinstance(metrics, dict):
+            groups = [f"{stream} {output} " + " ".join(f"{metric} {readable(value)}" for metric, value in values.items())
+                      for stream, outputs in metrics.items() if isinstance(outputs, dict)
+                      for output, values in outputs.items() if isinstance(values, dict)]
+            text += ": " + "; ".join(groups) if groups else ""
+    elif phase == "resume":
+        text = f"training resumed at epoch {readable(details.pop('epoch', '?'))}, step {readable(details.pop('step', '?'))}"
+    else:
+        text = "training started"
+    rest = [f"{key} {_grouped(value)}" for key, value in details.items() if value not in (None, {}, [])]
+    return text + (": " if phase != "end" and rest else "; " if rest else "") + ", ".join(rest)
+
+
+def _grouped(value: Any) -> str:
+    text = readable(value)
+    nested = (isinstance(value, dict) and set(value) != {"class", "config"}) or (isinstance(value, (list, tuple)) and len(value) > 1)
+    return f"({text})" if nested else text
+
+
+def readable(value: Any) -> str:
+    """A log value as short text, whole: ``{"class": "Adam", "config": {...}}`` as ``Adam(lr=0.001)``,
+    dicts as ``key value`` pairs, floats to 4 significant digits, lists comma-separated."""
+    if isinstance(value, dict):
+        if set(value) == {"class", "config"} and isinstance(value["config"], dict):
+            return f"{value['class']}({', '.join(f'{k}={readable(v)}' for k, v in value['config'].items())})"
+        return ", ".join(f"{key}={_grouped(item)}" for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(readable(item) for item in value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def timestamp(entry: dict) -> str:
