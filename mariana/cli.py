@@ -21,10 +21,11 @@ import argparse
 import importlib
 import os
 import sys
-import unicodedata
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from mariana.report.log import printable
 
 
 class CommandError(Exception):
@@ -34,19 +35,6 @@ class CommandError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints the usage too: keep it to one line
         self.exit(2, printable(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
-
-
-def printable(text: str) -> str:
-    """``text`` with control and format characters (escape sequences, bidi overrides) shown as ``\\xNN``/``\\uNNNN``.
-
-    Newlines and tabs are kept.
-    """
-    return "".join(char if char in "\n\t" or unicodedata.category(char) not in ("Cc", "Cf") else _escape(char) for char in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def at_least(minimum: int) -> Callable[[str], int]:

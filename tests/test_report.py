@@ -118,3 +118,10 @@ def test_scenari_show_their_learning_rate_and_log_entries_are_never_cut(network)
     assert "…" not in start["text"] and start["text"].endswith("run_dir runs/" + "x" * 150)
     assert start["text"].count("EarlyStopping(stream=valid, output=out, metric=loss, patience=3)") == 4
     assert end["text"] == "training ended after 3 epoch(s) (EpochWall: reached 3 epoch(s)): train out loss 0.1235 accuracy 0.5"
+
+
+def test_format_log_escapes_control_characters_and_indents_note_lines(network):
+    network.note("title\x1b]0;owned\x07\x1b[2J\nfake 2026-01-01 00:00:00  save  saved to x")
+    lines = format_log(network.log).splitlines()
+    assert lines[-2].endswith("note       title\\x1b]0;owned\\x07\\x1b[2J")
+    assert lines[-1] == " " * 32 + "fake 2026-01-01 00:00:00  save  saved to x"

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import datetime
+import unicodedata
 from typing import Any
 
 
@@ -106,11 +107,29 @@ def history_from_log(log: list[dict]) -> list[dict]:
     return [entry["history"] for entry in recent if entry.get("event") == "epoch" and isinstance(entry.get("history"), dict)]
 
 
+def printable(text: str) -> str:
+    """``text`` with control and format characters (escape sequences, bidi overrides) shown as ``\\xNN``/``\\uNNNN``.
+
+    Newlines and tabs are kept. For text from a file that goes to a terminal.
+
+    Example:
+        >>> printable("note\\x1b]0;title\\x07 ok")
+        'note\\\\x1b]0;title\\\\x07 ok'
+    """
+    return "".join(char if char in "\n\t" or unicodedata.category(char) not in ("Cc", "Cf") else _escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
 def format_log(log: list[dict]) -> str:
-    """The log as text, one line per entry: ``time  event  description``.
+    """The log as text for a terminal, one line per entry: ``time  event  description``.
 
     A description of several lines (a note) continues indented under its
-    first line, so it cannot pass for entries of its own.
+    first line, so it cannot pass for entries of its own; control characters
+    are escaped (see :func:`printable`), so a file's notes cannot drive the terminal.
     """
     indent = "\n" + " " * 32  # the width of "YYYY-MM-DD HH:MM:SS  event      "
-    return "\n".join(f"{row['time']}  {row['event']:<10} {row['text'].replace(chr(10), indent)}" for row in log_rows(log))
+    return "\n".join(printable(f"{row['time']}  {row['event']:<10} {row['text']}").replace("\n", indent) for row in log_rows(log))
