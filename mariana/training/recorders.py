@@ -212,8 +212,8 @@ class ProgressBar(Recorder):
     Example:
         >>> ProgressBar(verbose=2).verbose
         2
-        >>> epoch_line({"epoch": 2, "time": 1.5, "train": {"out": {"loss": 0.25, "accuracy": 0.9}}}, epochs=10, seconds=0.7)
-        'epoch 2/10 - 0.7 s - train: loss 0.2500 accuracy 0.9000'
+        >>> epoch_line({"epoch": 2, "time": 1.5, "train": {"out": {"loss": 0.25, "accuracy": 0.9}}}, epochs=10, seconds=1.25)
+        'epoch 2/10 - 1.2 s - train: loss 0.2500 accuracy 0.9000'
     """
 
     hyperparameters = ("refresh_per_second", "verbose")
@@ -308,8 +308,18 @@ def epoch_line(entry: dict, epochs: int | None = None, seconds: float | None = N
     """One plain line for an epoch (logs): ``epoch 2/10 - 0.7 s - train: loss ... - valid: loss ...``."""
     parts = [f"epoch {entry['epoch']}" + (f"/{epochs}" if epochs else "")]
     if seconds is not None:
-        parts.append(f"{seconds:.1f} s")
+        parts.append(_duration(seconds))
     return " - ".join(parts + metric_groups(entry, outputs))
+
+
+def _duration(seconds: float) -> str:
+    """``45 ms``, ``2.5 s``, ``3 min 05 s``."""
+    if seconds < 0.9995:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 59.95:
+        return f"{seconds:.1f} s"
+    rounded = round(seconds)
+    return f"{rounded // 60} min {rounded % 60:02d} s"
 
 
 def wrap_groups(groups: list[str], width: int, indent: str = "  ") -> list[str]:

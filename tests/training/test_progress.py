@@ -53,7 +53,7 @@ def test_not_a_terminal_prints_one_plain_line_per_epoch_then_why_it_stopped():
     assert len(lines) == 4 and "\x1b" not in output.getvalue()
     for line, entry in zip(lines, trainer.history):
         train, valid = entry["train"]["out"], entry["valid"]["out"]
-        assert re.fullmatch(rf"epoch {entry['epoch']}/3 - \d+\.\d s - train: loss {train['loss']:.4f} accuracy {train['accuracy']:.4f}"
+        assert re.fullmatch(rf"epoch {entry['epoch']}/3 - (\d+ ms|\d+\.\d s) - train: loss {train['loss']:.4f} accuracy {train['accuracy']:.4f}"
                             rf" - valid: loss {valid['loss']:.4f} accuracy {valid['accuracy']:.4f}", line), line
     assert lines[-1] == "Stopped after epoch 3: EpochWall: reached 3 epoch(s)"
 
