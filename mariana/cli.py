@@ -225,6 +225,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as error:
         _fail(args.command, str(error))
         return 2
+    except OSError as error:  # a folder that cannot be written, a full disk: the path and the reason, no traceback
+        where = f"{error.filename}: " if error.filename and str(error.filename) not in str(error.strerror or "") else ""
+        _fail(args.command, f"cannot write or read {where}{error.strerror or error}")
+        return 2
     except KeyboardInterrupt as error:  # the Trainer's message says how to resume
         _fail(args.command, str(error) or "interrupted")
         return 130

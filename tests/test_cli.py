@@ -188,3 +188,11 @@ def test_bench_runs_from_an_installed_package(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "ratio" in result.stdout and "same final weights: True" in result.stdout
     assert result.stderr == ""
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc, a folder no one can create files in")
+def test_a_folder_that_cannot_be_written_is_one_line_too(workdir, capsys):
+    (ML.Input(3, name="inp") > ML.Regression(1, name="out")).save("m.mar")
+    for argv in (["html", "m.mar", "-o", "/proc/report.html"], ["demo", "--run-dir", "/proc/mariana-run", "--epochs", "1"]):
+        status, _, err = run_cli(argv, capsys)
+        assert status == 2 and len(err.splitlines()) == 1 and err.startswith(f"mariana {argv[0]}: cannot write or read /proc/"), err
