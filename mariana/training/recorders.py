@@ -233,7 +233,7 @@ class ProgressBar(Recorder):
         self._epoch_started = 0.0
 
     def on_start(self, trainer: Trainer, resumed: bool) -> None:
-        self._display = None
+        self._display, self._epoch_started = None, 0.0
         if self.verbose == 0:
             return
         from rich.console import Console
@@ -267,8 +267,9 @@ class ProgressBar(Recorder):
     def on_epoch_end(self, trainer: Trainer, entry: dict) -> None:
         if self._display is None:
             return
-        seconds = time.monotonic() - self._epoch_started if self._epoch_started else None
+        seconds = time.monotonic() - self._epoch_started if self._epoch_started else None  # None: resumed at the epoch's end
         self._display.end(entry, self._epochs, seconds, self._outputs)
+        self._epoch_started = 0.0
 
     def on_end(self, trainer: Trainer, reason: str) -> None:
         if self._display is not None:
@@ -395,13 +396,14 @@ class _LiveBar(_Display):
         self.progress.refresh()
 
     def end(self, entry: dict, epochs: int | None, seconds: float | None, outputs: list[str]) -> None:
-        if self.task is None:
-            return
-        task = next(t for t in self.progress.tasks if t.id == self.task)
-        self.progress.console.print(self.progress.make_tasks_table([task]))
+        if self.task is None:  # a run resumed at the end of an epoch: no bar for it
+            self.progress.console.print(self.label(entry["epoch"]), markup=False, highlight=False)
+        else:
+            task = next(t for t in self.progress.tasks if t.id == self.task)
+            self.progress.console.print(self.progress.make_tasks_table([task]))
+            self.progress.remove_task(self.task)
         for line in wrap_groups(metric_groups(entry, outputs), self.console.width):
             self.progress.console.print(line, markup=False, highlight=False, overflow="fold")
-        self.progress.remove_task(self.task)
         self.task, self.running = None, []
         self.progress.refresh()
 
@@ -453,7 +455,8 @@ class _NotebookBar(_LiveBar):
         self._draw()
 
     def end(self, entry: dict, epochs: int | None, seconds: float | None, outputs: list[str]) -> None:
-        if self.task is None:
+        if self.task is None:  # a run resumed at the end of an epoch: no bar for it
+            self.say("\n".join([self.label(entry["epoch"]), *wrap_groups(metric_groups(entry, outputs), self.console.width)]))
             return
         self.running = metric_groups(entry, outputs)  # the epoch's cell keeps its final bar and metrics
         self._draw()

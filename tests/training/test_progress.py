@@ -170,3 +170,17 @@ def test_the_history_fit_returns_carries_the_stop_reason():
     x, y = toy()
     history = net.fit({"inp": x, "out": y}, epochs=2, batch_size=16, recorders=[])
     assert history.stop_reason == "EpochWall: reached 2 epoch(s)"
+
+
+@pytest.mark.parametrize("console", [dict(force_terminal=True, width=80), dict(force_terminal=False)], ids=["terminal", "log"])
+def test_a_run_resumed_at_the_end_of_an_epoch_still_shows_that_epoch(console):
+    """Resuming from a checkpoint taken between an epoch's steps and its end calls on_epoch_end without on_epoch_start."""
+    output = io.StringIO()
+    bar = ProgressBar(console=Console(file=output, **console))
+    trainer = types.SimpleNamespace(stops=[stops.EpochWall(3)], outputs=["out"], history=[])
+    entry = {"epoch": 2, "time": 1.0, "train": {"out": {"loss": 0.25}}}
+    bar.on_start(trainer, resumed=True)
+    bar.on_epoch_end(trainer, entry)
+    bar.close()
+    screen = _screen(output.getvalue())
+    assert screen[0].startswith("epoch 2/3") and "train: loss 0.2500" in "\n".join(screen)
