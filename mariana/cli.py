@@ -73,7 +73,7 @@ def _import_modules(modules: Sequence[str] | None) -> None:
     for name in modules:
         try:
             importlib.import_module(name)
-        except ImportError as error:
+        except (ImportError, ValueError, TypeError) as error:  # unknown, empty or relative names
             raise CommandError(f"--import {name}: {error}") from None
 
 
@@ -116,8 +116,9 @@ def _explain_unregistered(command: str, target: str, document: Any, error: Excep
     missing = _unregistered_classes(document)
     if not missing:
         return CommandError(str(error))
+    names = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
     return CommandError(
-        f"{target} uses class(es) {', '.join(missing)}, which are not registered here. Import the module that defines them "
+        f"{target} uses class(es) {names}, which are not registered here. Import the module that defines them "
         f"(with @mariana.register) with --import MODULE (repeatable), e.g. mariana {command} --import mylayers {target}"
     )
 

@@ -62,6 +62,8 @@ def workdir(tmp_path, monkeypatch):
     (["show", "a_file"], "'a_file' is not a .mar file"),
     (["show", "empty"], "No .mar file at 'empty'"),
     (["show", "--import", "no_such_module_here", "a_file"], "--import no_such_module_here: No module named 'no_such_module_here'"),
+    (["show", "--import", "..up", "a_file"], "--import ..up: "),
+    (["resume", "--import", "", "a_file"], "--import : Empty module name"),
     (["html", "missing.mar"], "No .mar file at 'missing.mar'"),
     (["html", "a_file", "-o", "missing/report.html"], "the folder 'missing' does not exist"),
     (["html", "a_file", "-o", "empty"], "'empty': it is a folder"),
@@ -196,3 +198,11 @@ def test_a_folder_that_cannot_be_written_is_one_line_too(workdir, capsys):
     for argv in (["html", "m.mar", "-o", "/proc/report.html"], ["demo", "--run-dir", "/proc/mariana-run", "--epochs", "1"]):
         status, _, err = run_cli(argv, capsys)
         assert status == 2 and len(err.splitlines()) == 1 and err.startswith(f"mariana {argv[0]}: cannot write or read /proc/"), err
+
+
+def test_the_unregistered_class_list_stays_short():
+    document = {"layers": [{"class": f"Custom{i:02d}", "config": {}} for i in range(12)] + [{"class": "Hidden", "config": {}}]}
+    message = str(cli._explain_unregistered("show", "m.mar", document, ValueError("unknown")))
+    assert message.startswith("m.mar uses class(es) Custom00, Custom01, Custom02, Custom03, Custom04, Custom05, Custom06, Custom07, "
+                              "Custom08, Custom09 and 2 more, which are not registered here.")
+    assert str(cli._explain_unregistered("show", "m.mar", {"class": "Hidden", "config": {}}, ValueError("other"))) == "other"
