@@ -118,8 +118,10 @@ def run(steps: int = 300, repeats: int = 3, numpy: bool = False, file: TextIO | 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python benchmarks/step_overhead.py [--steps 500] [--repeats 3] [--numpy]``."""
+    from mariana.cli import at_least
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
+    add_arguments(parser, at_least(1))
     parser.set_defaults(steps=500)
     args = parser.parse_args(argv)
     run(args.steps, args.repeats, args.numpy)
