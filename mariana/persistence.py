@@ -201,6 +201,19 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     return network
 
 
+def read_architecture(path: str | os.PathLike) -> Any:
+    """The architecture document of a ``.mar`` file (for tools that describe a file they cannot load), with load's caps.
+
+    Raises ``ValueError`` for anything that is not a readable ``.mar`` file; builds nothing and runs nothing.
+    """
+    where = repr(str(path))
+    try:
+        with zipfile.ZipFile(as_path(path, "read_architecture")) as archive:
+            return _read_json(archive, _check_members(archive, where)[ARCHITECTURE], where)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{where} is not a readable .mar file ({error}).") from None
+
+
 def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
     members: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():

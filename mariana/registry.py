@@ -64,8 +64,8 @@ def lookup(name: str, expected: type | None = None) -> type:
     """The registered class called ``name``; ``ValueError`` if unknown."""
     if not isinstance(name, str) or name not in _CLASSES:
         raise ValueError(
-            f"Unknown class name {name!r}. Known classes: {', '.join(sorted(_CLASSES))}. "
-            f"Custom classes must be decorated with @mariana.register before loading."
+            f"Unknown class name {name!r}: no class of that name is registered. Custom classes must be decorated "
+            f"with @mariana.register, and their module imported, before loading (mariana.registry.classes() lists the known ones)."
         )
     klass = _CLASSES[name]
     if expected is not None and not issubclass(klass, expected):
