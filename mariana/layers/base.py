@@ -54,6 +54,8 @@ _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 RESERVED_NAMES = {
     "batch_size": "run calls take batch_size= as an option, so data could not be fed to it",
     "training": "net.forward takes training= as an option, and torch keeps each module's train/eval flag under that name",
+    "sampler": "DatasetMapper takes sampler= as an option, so data could not be mapped to it",
+    "weights": "DatasetMapper takes weights= as an option, so data could not be mapped to it",
 }
 _AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
 

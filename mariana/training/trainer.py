@@ -221,6 +221,9 @@ class Trainer:
         targets = [name for name in self.outputs if net[name].takes_targets]
         for name, mapper in streams.items():
             mapper.check_against(name, inputs, targets, list(net.layers))
+            unknown = [key for key in mapper.weights if key not in self.outputs]
+            if unknown:
+                raise ValueError(f"DatasetMapper {name!r}: weights name {unknown}, which are not trained outputs {self.outputs}.")
         for stop in self.stops:
             stop.check(list(streams), {name: name in self.classifiers for name in self.outputs})
         self.best = best_monitor(self.best, self.stops, list(streams), self.outputs, self.classifiers)
@@ -305,7 +308,7 @@ class Trainer:
         group_size = min(self.accumulate, steps - group_start)
         stepped = group_size == 1 or step + 1 == group_start + group_size
         for names, plan in plans:
-            result = plan.evaluate(batch.feeds, batch.targets)
+            result = plan.evaluate(batch.feeds, batch.targets, batch.weights)
             if group_size == 1:
                 plan.step(result)
             else:
@@ -313,7 +316,8 @@ class Trainer:
                 if stepped:
                     plan.apply()
             for name in names:
-                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name))
+                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name),
+                              result.counts.get(name))
         if stepped and self.average is not None:
             self.average.update()
 
