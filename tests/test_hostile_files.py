@@ -1,0 +1,127 @@
+"""Hostile .mar files, data and file systems (issue 13): each test builds the hostile input itself."""
+
+import errno
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+import mariana as mar
+import mariana.layers as ML
+from mariana import files
+from tests.test_persistence import _SLOW_SAVE, ROOT
+
+
+# -- 6. temps left by kills --------------------------------------------------------------
+def _start_slow_save(target, marker):
+    child = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert child.poll() is None, "the saving process ended before it was killed"
+        assert time.monotonic() < deadline, "the saving process never started writing"
+        time.sleep(0.05)
+    return child
+
+
+def _temps(folder, name="m.mar"):
+    return sorted(p.name for p in folder.iterdir() if files.temp_pattern(name).match(p.name))
+
+
+def test_the_next_save_removes_a_killed_saves_temp_but_not_a_live_ones(tmp_path):
+    target, net = tmp_path / "m.mar", ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    child = _start_slow_save(target, tmp_path / "half_written")
+    try:
+        live = _temps(tmp_path)
+        assert len(live) == 1
+        net.save(target)  # the other process is still writing: its temp stays
+        assert _temps(tmp_path) == live
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    assert _temps(tmp_path) == live  # what a kill leaves
+    net.save(target)
+    assert _temps(tmp_path) == []
+    assert mar.load(target)
+
+
+def test_stale_temp_removal_never_touches_a_users_file(tmp_path):
+    user = tmp_path / "precious.txt"
+    user.write_text("mine")
+    keep = [".m.mar.notes.tmp", "m.mar.abcd1234.tmp", ".m.mar.abcd1234.tmp.bak", ".m.mar.ABCD1234.tmp", ".m.mar.abcd12345.tmp",
+            ".other.mar.abcd1234.tmp"]
+    for name in keep:
+        (tmp_path / name).write_text("user data")
+    (tmp_path / ".m.mar.dir12345.tmp").mkdir()
+    (tmp_path / ".m.mar.link1234.tmp").symlink_to(user)
+    locked = tmp_path / ".m.mar.live1234.tmp"
+    locked.write_text("a live writer's temp")
+    stale = tmp_path / ".m.mar.dead1234.tmp"
+    stale.write_text("a killed writer's temp")
+    with open(locked, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        (ML.Input(2, name="inp") > ML.Regression(1, name="out")).save(tmp_path / "m.mar")
+    assert not stale.exists()
+    assert locked.exists() and user.read_text() == "mine"
+    assert all((tmp_path / name).read_text() == "user data" for name in keep)
+    assert (tmp_path / ".m.mar.dir12345.tmp").is_dir() and (tmp_path / ".m.mar.link1234.tmp").is_symlink()
+
+
+def test_without_flock_saves_still_work_and_no_temp_is_judged_dead(tmp_path, monkeypatch):
+    stale = tmp_path / ".m.mar.dead1234.tmp"
+    stale.write_text("x")
+
+    def unsupported(descriptor, operation):
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", unsupported)  # e.g. an NFS mount without lock support
+    (ML.Input(2, name="inp") > ML.Regression(1, name="out")).save(tmp_path / "m.mar")
+    assert mar.load(tmp_path / "m.mar") and stale.exists()
+
+
+# -- 10. messages ------------------------------------------------------------------------
+def test_saving_to_an_empty_path_or_a_directory_says_so(tmp_path):
+    net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    with pytest.raises(ValueError, match="save expects a file path, but received an empty string"):
+        net.save("")
+    with pytest.raises(ValueError, match="load expects a file path"):
+        mar.load("")
+    with pytest.raises(ValueError, match=r"it is a directory; give a file name inside it"):
+        net.save(tmp_path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_parent_that_is_a_file_is_not_called_missing(tmp_path):
+    (tmp_path / "notes.txt").write_text("x")
+    net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    for target in (tmp_path / "notes.txt" / "m.mar", tmp_path / "notes.txt" / "sub" / "m.mar"):
+        with pytest.raises(ValueError, match=r"notes.txt' is a file, not a directory") as refused:
+            net.save(target)
+        assert "does not exist" not in str(refused.value)
+
+
+def test_a_full_disk_names_the_file_and_changes_nothing(tmp_path, monkeypatch):
+    net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    target = tmp_path / "m.mar"
+    net.save(target)
+    before = target.read_bytes()
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match=r"No space left on device; nothing was written.*: '.*m.mar'") as failed:
+        net.save(target)
+    assert failed.value.errno == errno.ENOSPC and failed.value.filename == str(target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before and os.listdir(tmp_path) == ["m.mar"]
+
+    def write(handle):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    with pytest.raises(OSError, match="m.mar") as failed:
+        files.atomic_write(target, write)
+    assert failed.value.errno == errno.ENOSPC and os.listdir(tmp_path) == ["m.mar"]
