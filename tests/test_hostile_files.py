@@ -8,10 +8,13 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
+import torch
 
 import mariana as mar
 import mariana.layers as ML
+import mariana.scenari as MS
 from mariana import files
 from tests.test_persistence import _SLOW_SAVE, ROOT
 
@@ -125,3 +128,19 @@ def test_a_full_disk_names_the_file_and_changes_nothing(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="m.mar") as failed:
         files.atomic_write(target, write)
     assert failed.value.errno == errno.ENOSPC and os.listdir(tmp_path) == ["m.mar"]
+
+
+@pytest.mark.parametrize("call", ["train", "test", "propagate"])
+def test_masked_arrays_are_refused_where_data_enters(call):
+    mar.seed(0)
+    net = ML.Input(2, name="inp") > ML.Regression(1, learning_scenari=[MS.GradientDescent(0.1)], name="out")
+    x = np.ma.masked_array(np.ones((3, 2), dtype="float32"), mask=[[0, 0], [0, 1], [0, 0]])
+    y = np.zeros((3, 1), dtype="float32")
+    before = net["out"].W.detach().clone()
+    kwargs = {"inp": x} if call == "propagate" else {"inp": x, "out": y}
+    with pytest.raises(ValueError, match=r"Input 'inp': input data is a numpy masked array \(1 of 6 values masked\)"):
+        getattr(net, call)("out", **kwargs)
+    if call != "propagate":
+        with pytest.raises(ValueError, match="Regression 'out': targets is a numpy masked array"):
+            getattr(net, call)("out", inp=x.filled(0), out=np.ma.masked_invalid(np.array([[0.0], [np.nan], [1.0]], dtype="float32")))
+    assert torch.equal(net["out"].W, before)
