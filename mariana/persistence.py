@@ -13,7 +13,10 @@ Members (nothing else is accepted):
 Loading never runs code from the file: no pickle, class names resolve only
 through :mod:`mariana.registry`, every member is size-capped and read into
 memory (never extracted), and tensor shapes and dtypes are checked against
-the architecture before any weight is allocated.
+the architecture before any weight is allocated. Its cost is bounded: a
+tensor member that would inflate more than :data:`MAX_COMPRESSION_RATIO`
+times (a zip bomb; Mariana stores tensors uncompressed) is refused before a
+byte is inflated, and ``max_bytes`` caps every member.
 
 Example:
     >>> import os, tempfile, numpy as np, mariana as mar, mariana.layers as ML
@@ -64,6 +67,10 @@ MAX_JSON_BYTES = 32 * 2**20
 MAX_TENSOR_BYTES = 8 * 2**30
 #: Largest safetensors header (bytes).
 MAX_HEADER_BYTES = 16 * 2**20
+#: Tensors barely compress (Mariana stores them uncompressed): a tensor member that inflates more than
+#: this many times its compressed size, beyond :data:`SMALL_MEMBER_BYTES`, is refused as a zip bomb.
+MAX_COMPRESSION_RATIO = 100
+SMALL_MEMBER_BYTES = 2**20
 
 _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -166,23 +173,27 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
 
     Raises ``ValueError`` naming the problem for anything that is not a
     well-formed ``.mar`` file of a supported version; nothing is written and
-    no code from the file runs. ``max_bytes`` caps each tensor member.
+    no code from the file runs. ``max_bytes`` caps every member (default: 8 GiB
+    for tensors, 32 MiB for JSON; a smaller value lowers both).
     """
     from mariana.network import Network
 
     path = as_path(path, "load")
+    if not is_int(max_bytes) or max_bytes < 1:
+        raise ValueError(f"load: max_bytes must be an int >= 1 (bytes), but received {max_bytes!r}.")
     if not path.is_file():
         raise FileNotFoundError(f"No .mar file at {str(path)!r}.")
     where = f"{str(path)!r}"
     try:
         archive = zipfile.ZipFile(path)
+        archive_size = path.stat().st_size
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise ValueError(f"{where} is not a .mar file (not a readable zip archive: {error}).") from None
     with archive:
-        members = _check_members(archive, where)
-        architecture = _read_json(archive, members[ARCHITECTURE], where)
+        members = _check_members(archive, where, archive_size)
+        architecture = _read_json(archive, members[ARCHITECTURE], where, max_bytes)
         _check_architecture(architecture, where)
-        log = _read_json(archive, members[LOG], where)
+        log = _read_json(archive, members[LOG], where, max_bytes)
         if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
             raise ValueError(f"{where}: {LOG} must be a list of objects, but holds {type(log).__name__}.")
         skeleton, expected = _skeleton(architecture, where)
@@ -204,7 +215,7 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     return network
 
 
-def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
+def _check_members(archive: zipfile.ZipFile, where: str, archive_size: int) -> dict[str, zipfile.ZipInfo]:
     members: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         name = info.filename
@@ -216,6 +227,7 @@ def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.Zi
             raise ValueError(f"{where}: unexpected member {name!r}; a .mar file holds only {list(REQUIRED + OPTIONAL)}.")
         if info.flag_bits & 0x1:
             raise ValueError(f"{where}: member {name!r} is encrypted; .mar members never are.")
+        _check_sizes(info, where, archive_size)
         members[name] = info
     missing = [name for name in REQUIRED if name not in members]
     if missing:
@@ -223,6 +235,26 @@ def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.Zi
     if (OPTIMIZER_JSON in members) != (OPTIMIZER_TENSORS in members):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} and {OPTIMIZER_TENSORS} come together, but only one is present.")
     return members
+
+
+def _check_sizes(info: zipfile.ZipInfo, where: str, archive_size: int) -> None:
+    """Refuse, before inflating anything, a member whose compressed bytes the file cannot hold, or a tensor
+    member that would inflate implausibly (a zip bomb): real tensors barely compress."""
+    name = info.filename
+    if info.header_offset + info.compress_size > archive_size:
+        raise ValueError(f"{where}: member {name!r} claims {info.compress_size} compressed bytes at offset {info.header_offset}, "
+                         f"but the file holds only {archive_size} bytes; it is corrupt or forged.")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise ValueError(f"{where}: member {name!r} is stored uncompressed, yet claims {info.compress_size} bytes in the file "
+                         f"and {info.file_size} once read; it is corrupt or forged.")
+    if (name.endswith(".safetensors") and info.file_size > SMALL_MEMBER_BYTES
+            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+        raise ValueError(
+            f"{where}: member {name!r} would inflate {info.compress_size} bytes into {info.file_size} "
+            f"({info.file_size / max(info.compress_size, 1):.0f}:1); tensors never compress beyond {MAX_COMPRESSION_RATIO}:1, "
+            f"so this is a zip bomb or not a tensor file. Nothing was inflated. A genuine file re-zipped with its tensors "
+            f"stored uncompressed (as Mariana writes them) loads."
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str) -> bytes:
@@ -239,8 +271,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, wher
     return data
 
 
-def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Any:
-    data = _read_member(archive, info, MAX_JSON_BYTES, where)
+def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> Any:
+    data = _read_member(archive, info, min(MAX_JSON_BYTES, max_bytes), where)
     try:
         return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
@@ -309,7 +341,10 @@ def _read_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: dic
                   where: str, max_bytes: int) -> dict[str, torch.Tensor]:
     """Check the safetensors header against ``expected`` before reading the data, then load it."""
     size = sum(_DTYPE_SIZES[dtype] * math.prod(shape) for dtype, shape in expected.values())
-    header_bytes = _read_header(archive, info, where)
+    if size > max_bytes:  # before inflating even the header
+        raise ValueError(f"{where}: member {info.filename!r} holds tensors of {size} bytes, over the {max_bytes}-byte limit "
+                         f"(load(..., max_bytes=) sets it).")
+    header_bytes = _read_header(archive, info, where, max_bytes)
     if info.file_size != 8 + len(header_bytes) + size:
         raise ValueError(f"{where}: member {info.filename!r} is {info.file_size} bytes, but its tensors need {8 + len(header_bytes) + size}.")
     _check_header(header_bytes, expected, info.filename, where)
@@ -323,14 +358,14 @@ def _read_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: dic
 _DTYPE_SIZES = {dtype: torch.empty((), dtype=dtype).element_size() for dtype in _DTYPES.values()}
 
 
-def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> bytes:
     try:
         with archive.open(info) as stream:
             prefix = stream.read(8)
             if len(prefix) < 8:
                 raise ValueError(f"{where}: member {info.filename!r} is too short for safetensors.")
             (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES or length > info.file_size - 8:
+            if length > min(MAX_HEADER_BYTES, max_bytes) or length > info.file_size - 8:
                 raise ValueError(f"{where}: member {info.filename!r} declares a {length}-byte header, which it cannot hold.")
             header = stream.read(length)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
@@ -363,10 +398,10 @@ def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tu
 
 
 def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str, max_bytes: int) -> dict:
-    scalars = _read_json(archive, members[OPTIMIZER_JSON], where)
+    scalars = _read_json(archive, members[OPTIMIZER_JSON], where, max_bytes)
     if not isinstance(scalars, dict) or not isinstance(scalars.get("params"), dict) or not isinstance(scalars.get("scenari"), dict):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} needs 'params' and 'scenari' objects.")
-    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where), OPTIMIZER_TENSORS, where)
+    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where, max_bytes), OPTIMIZER_TENSORS, where)
     params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     for key, entry in entries.items():

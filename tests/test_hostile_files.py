@@ -2,11 +2,14 @@
 
 import errno
 import fcntl
+import json
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 import pytest
@@ -15,8 +18,83 @@ import torch
 import mariana as mar
 import mariana.layers as ML
 import mariana.scenari as MS
-from mariana import files
+from mariana import files, persistence
 from tests.test_persistence import _SLOW_SAVE, ROOT
+
+
+def _members(path):
+    with zipfile.ZipFile(path) as archive:
+        return {name: archive.read(name) for name in archive.namelist()}
+
+
+# -- 4. zip bombs ------------------------------------------------------------------------
+def _bomb(path, n=1024, lie_about_compressed_size=False):
+    """A .mar whose architecture is consistent but whose weights member deflates ``4 * n * (n + 1)`` zero bytes."""
+    with torch.device("meta"):
+        net = ML.Input(n, name="inp") > ML.Regression(n, name="out")
+    state = net.module.state_dict()
+    architecture = {"format": "mariana", "format_version": 1, "network": net.get_config(),
+                    "weights": {key: {"dtype": "F32", "shape": list(t.shape)} for key, t in state.items()}}
+    header, offset = {}, 0
+    for key, tensor in state.items():
+        header[key] = {"dtype": "F32", "shape": list(tensor.shape), "data_offsets": [offset, offset + 4 * tensor.numel()]}
+        offset += 4 * tensor.numel()
+    raw = json.dumps(header).encode()
+    weights = struct.pack("<Q", len(raw)) + raw + bytes(offset)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("architecture.json", json.dumps(architecture))
+        archive.writestr("weights.safetensors", weights, compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
+        archive.writestr("log.json", "[]")
+    if lie_about_compressed_size:  # claim 1:1 in the central directory, so that the ratio looks innocent
+        data = bytearray(path.read_bytes())
+        entry = data.rindex(b"PK\x01\x02", 0, data.rindex(b"weights.safetensors"))
+        struct.pack_into("<I", data, entry + 20, len(weights))
+        path.write_bytes(bytes(data))
+    return path, len(weights)
+
+
+@pytest.fixture
+def no_inflating(monkeypatch):
+    """Fail the test if any member other than the small JSON ones is opened (i.e. inflated)."""
+    original = zipfile.ZipFile.open
+
+    def guarded(self, name, mode="r", *args, **kwargs):
+        filename = name.filename if isinstance(name, zipfile.ZipInfo) else name
+        assert mode != "r" or filename.endswith(".json"), f"{filename} was inflated"
+        return original(self, name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(zipfile.ZipFile, "open", guarded)
+
+
+def test_a_zip_bomb_is_refused_before_anything_is_inflated(tmp_path, no_inflating):
+    path, size = _bomb(tmp_path / "bomb.mar")
+    assert path.stat().st_size * 100 < size  # deflate makes 4 MiB of zeros ~1000 times smaller
+    with pytest.raises(ValueError, match=r"bomb.mar'?: member 'weights.safetensors' would inflate \d+ bytes into \d+ "
+                                         r"\(\d+:1\); tensors never compress beyond 100:1.*Nothing was inflated"):
+        mar.load(path)
+
+
+def test_a_member_claiming_more_compressed_bytes_than_the_file_holds_is_refused(tmp_path, no_inflating):
+    path, _ = _bomb(tmp_path / "liar.mar", lie_about_compressed_size=True)
+    with pytest.raises(ValueError, match=r"member 'weights.safetensors' claims \d+ compressed bytes .* but the file holds only"):
+        mar.load(path)
+
+
+def test_max_bytes_lowers_the_cap_of_every_member_before_inflating(tmp_path, monkeypatch):
+    mar.seed(0)
+    net = ML.Input(128, name="inp") > ML.Regression(128, name="out")  # 66,048 bytes of weights
+    for _ in range(20):
+        net.note("a note that makes the generation log longer " * 8)
+    net.save(tmp_path / "m.mar")
+    assert 5_000 < len(_members(tmp_path / "m.mar")["log.json"]) < 30_000
+    with pytest.raises(ValueError, match=r"'weights.safetensors' holds tensors of 66048 bytes, over the 30000-byte limit"):
+        persistence.load(tmp_path / "m.mar", max_bytes=30_000)
+    with pytest.raises(ValueError, match=r"member 'log.json' is \d+ bytes, over the 5000-byte limit"):
+        persistence.load(tmp_path / "m.mar", max_bytes=5_000)
+    assert persistence.load(tmp_path / "m.mar", max_bytes=100_000)
+    for wrong in (0, -1, 1.5, "big", True):
+        with pytest.raises(ValueError, match="max_bytes must be an int >= 1"):
+            persistence.load(tmp_path / "m.mar", max_bytes=wrong)
 
 
 # -- 6. temps left by kills --------------------------------------------------------------
