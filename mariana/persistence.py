@@ -16,7 +16,8 @@ memory (never extracted), and tensor shapes and dtypes are checked against
 the architecture before any weight is allocated. Its cost is bounded: a
 tensor member that would inflate more than :data:`MAX_COMPRESSION_RATIO`
 times (a zip bomb; Mariana stores tensors uncompressed) is refused before a
-byte is inflated, and ``max_bytes`` caps every member.
+byte is inflated, and ``max_bytes`` caps every member. Optimizer state is
+checked against the layout of the optimizers that would use it.
 
 Example:
     >>> import os, tempfile, numpy as np, mariana as mar, mariana.layers as ML
@@ -38,7 +39,9 @@ import math
 import os
 import struct
 import time
+import warnings
 import zipfile
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -71,6 +74,10 @@ MAX_HEADER_BYTES = 16 * 2**20
 #: this many times its compressed size, beyond :data:`SMALL_MEMBER_BYTES`, is refused as a zip bomb.
 MAX_COMPRESSION_RATIO = 100
 SMALL_MEMBER_BYTES = 2**20
+
+
+class OptimizerStateWarning(UserWarning):
+    """A ``.mar`` file's optimizer state does not fit this network's optimizers, so it was left out."""
 
 _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -168,13 +175,16 @@ def _json_default(value: Any) -> Any:
 
 
 # -- loading ----------------------------------------------------------------------------
-def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
+def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES, optimizer: bool = True) -> Any:
     """Read a ``.mar`` file written by :func:`save` and return the rebuilt Network.
 
     Raises ``ValueError`` naming the problem for anything that is not a
     well-formed ``.mar`` file of a supported version; nothing is written and
     no code from the file runs. ``max_bytes`` caps every member (default: 8 GiB
-    for tensors, 32 MiB for JSON; a smaller value lowers both).
+    for tensors, 32 MiB for JSON; a smaller value lowers both). With
+    ``optimizer=False`` the optimizer state is not read (e.g. when it is
+    damaged); optimizer state that does not fit the network's optimizers
+    (unknown or missing keys) is left out with an :class:`OptimizerStateWarning`.
     """
     from mariana.network import Network
 
@@ -198,9 +208,9 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
             raise ValueError(f"{where}: {LOG} must be a list of objects, but holds {type(log).__name__}.")
         skeleton, expected = _skeleton(architecture, where)
         weights = _read_tensors(archive, members[WEIGHTS], expected, where, max_bytes)
-        optimizer_state = None
-        if OPTIMIZER_JSON in members or OPTIMIZER_TENSORS in members:
-            optimizer_state = _read_optimizer(archive, members, skeleton, where, max_bytes)
+        optimizer_state, notices = None, []
+        if optimizer and OPTIMIZER_JSON in members:
+            optimizer_state, notices = _read_optimizer(archive, members, skeleton, where, max_bytes)
     # Only now, with every byte read and checked, is the real network allocated.
     with _fresh_rng():
         network = _from_config(Network, architecture["network"], where)
@@ -212,6 +222,8 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
         raise ValueError(f"{where}: the stored state does not fit the architecture: {error}") from None
     network.log[:] = log
     network._record("load", path=str(path), format_version=architecture["format_version"])
+    for message in notices:
+        warnings.warn(message, OptimizerStateWarning, stacklevel=2)
     return network
 
 
@@ -397,36 +409,135 @@ def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tu
             raise ValueError(f"{where}: member {member!r}: tensor {key!r} is {entry!r}, but expected {_DTYPE_NAMES.get(dtype)} {list(shape)}.")
 
 
-def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str, max_bytes: int) -> dict:
+def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str,
+                    max_bytes: int) -> tuple[dict | None, list[str]]:
+    """The optimizer state, checked against the state layout of the optimizers that would use it (on ``network``,
+    the skeleton), and the notices to warn with. A value of the wrong kind (a string where a tensor belongs) is a
+    ``ValueError``; keys that fit none of those optimizers mean the state is left out (None) with a notice."""
     scalars = _read_json(archive, members[OPTIMIZER_JSON], where, max_bytes)
     if not isinstance(scalars, dict) or not isinstance(scalars.get("params"), dict) or not isinstance(scalars.get("scenari"), dict):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} needs 'params' and 'scenari' objects.")
+    for name, steps in scalars["scenari"].items():
+        if not isinstance(steps, dict) or not is_int(steps.get("steps")) or not 0 <= steps["steps"] < 2**63:
+            raise ValueError(f"{where}: {OPTIMIZER_JSON}: scenario of {name!r} needs a 'steps' count in [0, 2**63), but is {steps!r}.")
     entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where, max_bytes), OPTIMIZER_TENSORS, where)
     params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
+    found: dict[str, dict[str, tuple]] = {}  # param -> state key -> ("tensor", dtype, shape) or ("value", value)
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     for key, entry in entries.items():
         param_name, _, state_key = key.partition("/")
         if param_name not in params or not state_key:
             raise ValueError(f"{where}: optimizer tensor {key!r} names no parameter of this network (params: {sorted(params)}).")
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES or not isinstance(entry.get("shape"), list):
+        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES or not isinstance(entry.get("shape"), list) \
+                or not all(is_int(n) and n >= 0 for n in entry["shape"]):
             raise ValueError(f"{where}: optimizer tensor {key!r} has a malformed header entry {entry!r}.")
         shape = tuple(entry["shape"])
         if shape not in ((), tuple(params[param_name].shape)):
             raise ValueError(f"{where}: optimizer tensor {key!r} has shape {list(shape)}, but {param_name} is {list(params[param_name].shape)}.")
         expected[key] = (_DTYPES[entry["dtype"]], shape)
-    tensors = _read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
-    state: dict[str, dict] = {}
+        found.setdefault(param_name, {})[state_key] = ("tensor", _DTYPES[entry["dtype"]], shape)
     for param_name, values in scalars["params"].items():
         if param_name not in params or not isinstance(values, dict):
             raise ValueError(f"{where}: {OPTIMIZER_JSON} names unknown parameter {param_name!r}.")
         for key, value in values.items():
             if value is not None and not isinstance(value, (bool, int, float, str)):
                 raise ValueError(f"{where}: {OPTIMIZER_JSON}: {param_name}/{key} must be a number, but is {value!r}.")
+            if key in found.get(param_name, {}):
+                raise ValueError(f"{where}: optimizer state {param_name}/{key} is both in {OPTIMIZER_TENSORS} and in {OPTIMIZER_JSON}.")
+            found.setdefault(param_name, {})[key] = ("value", value)
+    scenari, layouts = _scenari_by_layer(network), {}
+    misfits = []
+    for param_name, state in found.items():
+        param = params[param_name]
+        candidates = [(repr(scenario), _state_layout(scenario, param.dtype, layouts))
+                      for scenario in scenari.get(param_name.rpartition(".")[0], [])]
+        misfit = _check_state_layout(param_name, tuple(param.shape), state, candidates, where)
+        if misfit:
+            misfits.append(misfit)
+    if misfits:
+        shown = "; ".join(misfits[:5]) + ("; ..." if len(misfits) > 5 else "")
+        return None, [f"{where}: its optimizer state does not fit this network's optimizers ({shown}), so the network was "
+                      f"loaded without optimizer state: training starts with fresh momentum and moments."]
+    tensors = _read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
+    state: dict[str, dict] = {}
+    for param_name, values in scalars["params"].items():
         state[param_name] = dict(values)
     for key, tensor in tensors.items():
         param_name, _, state_key = key.partition("/")
         state.setdefault(param_name, {})[state_key] = tensor
-    for name, steps in scalars["scenari"].items():
-        if not isinstance(steps, dict) or not isinstance(steps.get("steps"), int) or steps["steps"] < 0:
-            raise ValueError(f"{where}: {OPTIMIZER_JSON}: scenario of {name!r} needs a non-negative 'steps' count, but is {steps!r}.")
-    return {"params": state, "scenari": scalars["scenari"]}
+    return {"params": state, "scenari": scalars["scenari"]}, []
+
+
+_Layout = dict[str, tuple]  # state key -> ("tensor", dtype, "param" or a fixed shape) or ("value", python type)
+_PROBE_SHAPE = (2, 3)
+
+
+def _scenari_by_layer(network: Any) -> dict[str, list[Any]]:
+    """For each layer (by ``state_dict`` prefix), the optimizers that could step its params, as ``_execution`` picks
+    them: the layer's own, else its wrapper's, else one inherited from an output."""
+    inherited = list({id(o.optimizer): o.optimizer for o in network.outputs.values() if o.optimizer is not None}.values())
+    return {key: [own] if (own := member.optimizer or node.optimizer) is not None else inherited
+            for node in network.layers.values() for key, member in node.named_layers()}
+
+
+def _state_layout(scenario: Any, dtype: torch.dtype, cache: dict) -> _Layout | None:
+    """What ``scenario``'s optimizer keeps per param, found by one step on a small probe param (None if it cannot step)."""
+    cache_key = (type(scenario), scenario.config_key(), dtype)
+    if cache_key not in cache:
+        probe = torch.zeros(_PROBE_SHAPE, dtype=dtype, device="cpu", requires_grad=True)
+        probe.grad = torch.ones_like(probe)
+        state: defaultdict = defaultdict(dict)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scenario.make_optimizer([probe], state).step()
+        except Exception:  # an optimizer that cannot step on CPU in this dtype: only the generic checks apply
+            cache[cache_key] = None
+        else:
+            cache[cache_key] = {
+                key: ("tensor", value.dtype, "param" if tuple(value.shape) == _PROBE_SHAPE else tuple(value.shape))
+                if isinstance(value, torch.Tensor) else ("value", type(value))
+                for key, value in state[probe].items()
+            }
+    return cache[cache_key]
+
+
+def _check_state_layout(param_name: str, param_shape: tuple[int, ...], state: dict[str, tuple],
+                        candidates: list[tuple[str, _Layout | None]], where: str) -> str:
+    """ValueError if a value is of the wrong kind for its key; else "" when ``state`` has exactly the keys of one
+    candidate's layout, or a description of the misfit."""
+    layouts = [(name, layout) for name, layout in candidates if layout is not None]
+    if len(layouts) < len(candidates):
+        return ""  # an optimizer whose layout is unknown: the generic checks are all we can do
+    for key, received in state.items():
+        specs = [(name, layout[key]) for name, layout in layouts if key in layout]
+        if specs and not any(_fits(received, spec, param_shape) for _, spec in specs):
+            name, spec = specs[0]
+            raise ValueError(f"{where}: optimizer state {param_name}/{key} must be {_spec_text(spec, param_name)} "
+                             f"(what {name} keeps), but the file holds {_received_text(received)}. Load it with "
+                             f"load(..., optimizer=False) to get the weights without optimizer state.")
+    keys = set(state)
+    if any(keys == set(layout) for _, layout in layouts):
+        return ""
+    if not layouts:
+        return f"{param_name} has state {sorted(keys)} but no optimizer"
+    return f"{param_name} has state {sorted(keys)}, but " + " or ".join(f"{name} keeps {sorted(layout)}" for name, layout in layouts)
+
+
+def _fits(received: tuple, spec: tuple, param_shape: tuple[int, ...]) -> bool:
+    if spec[0] == "tensor":
+        return received[0] == "tensor" and received[1] == spec[1] and received[2] == (param_shape if spec[2] == "param" else spec[2])
+    return received[0] == "value" and isinstance(received[1], spec[1]) and not (isinstance(received[1], bool) and spec[1] is not bool)
+
+
+def _spec_text(spec: tuple, param_name: str) -> str:
+    if spec[0] == "tensor":
+        where = f"shaped like {param_name}" if spec[2] == "param" else f"of shape {list(spec[2])}"
+        return f"a {_DTYPE_NAMES.get(spec[1], spec[1])} tensor {where}"
+    return f"a {spec[1].__name__}"
+
+
+def _received_text(received: tuple) -> str:
+    if received[0] == "tensor":
+        return f"a {_DTYPE_NAMES.get(received[1], received[1])} tensor of shape {list(received[2])}"
+    return f"{type(received[1]).__name__} {received[1]!r}"

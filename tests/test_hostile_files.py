@@ -13,6 +13,7 @@ import zipfile
 
 import numpy as np
 import pytest
+import safetensors.torch
 import torch
 
 import mariana as mar
@@ -22,9 +23,118 @@ from mariana import files, persistence
 from tests.test_persistence import _SLOW_SAVE, ROOT
 
 
+def _trained(scenario, tmp_path, name="m.mar"):
+    """A Hidden > SoftmaxClassifier net trained one step with ``scenario`` on the output, saved; returns its path."""
+    mar.seed(0)
+    net = ML.Input(4, name="inp") > ML.Hidden(3, name="hid") > ML.SoftmaxClassifier(2, learning_scenari=[scenario], name="out")
+    net.train("out", inp=np.ones((2, 4), dtype="float32"), out=np.array([0, 1]))
+    path = tmp_path / name
+    net.save(path)
+    return path
+
+
 def _members(path):
     with zipfile.ZipFile(path) as archive:
         return {name: archive.read(name) for name in archive.namelist()}
+
+
+def _rewrite(path, members, compress=zipfile.ZIP_STORED):
+    with zipfile.ZipFile(path, "w", compress) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def _edit_optimizer(path, tensors=lambda t: t, scalars=lambda s: s):
+    """Rewrite ``path`` with its optimizer tensors and JSON passed through the given edits."""
+    members = _members(path)
+    loaded = safetensors.torch.load(members["optimizer.safetensors"])
+    members["optimizer.safetensors"] = safetensors.torch.save(tensors(loaded))
+    members["optimizer.json"] = json.dumps(scalars(json.loads(members["optimizer.json"]))).encode()
+    return _rewrite(path, members)
+
+
+# -- 3. malformed optimizer state -------------------------------------------------------
+@pytest.mark.parametrize("value", ["abc", 3, True, None], ids=["str", "int", "bool", "null"])
+def test_a_non_tensor_where_the_optimizer_keeps_a_tensor_is_refused(value, tmp_path):
+    path = _trained(MS.GradientDescent(0.1, momentum=0.9), tmp_path)
+
+    def drop(tensors):
+        del tensors["hid.W/momentum_buffer"]
+        return tensors
+
+    _edit_optimizer(path, drop, lambda s: {**s, "params": {"hid.W": {"momentum_buffer": value}}})
+    with pytest.raises(ValueError, match=r"m.mar'?: optimizer state hid.W/momentum_buffer must be a F32 tensor shaped like hid.W "
+                                         r"\(what GradientDescent\(lr=0.1, momentum=0.9.*\) keeps\), but the file holds .*optimizer=False"):
+        mar.load(path)
+
+
+@pytest.mark.parametrize(("key", "tensor", "expected"), [
+    ("step", torch.zeros(3, 4), r"hid.W/step must be a F32 tensor of shape \[\] \(what Adam\(.*\) keeps\), but the file holds a F32 "
+                                r"tensor of shape \[3, 4\]"),
+    ("exp_avg", torch.zeros(3, 4, dtype=torch.float16), r"hid.W/exp_avg must be a F32 tensor shaped like hid.W .* F16 tensor"),
+    ("exp_avg_sq", torch.zeros(3, 4, dtype=torch.int32), r"hid.W/exp_avg_sq must be a F32 tensor .* I32 tensor"),
+])
+def test_an_adam_moment_of_the_wrong_shape_or_dtype_is_refused(key, tensor, expected, tmp_path):
+    path = _trained(MS.Adam(), tmp_path)
+    _edit_optimizer(path, lambda tensors: {**tensors, f"hid.W/{key}": tensor})
+    with pytest.raises(ValueError, match=expected):
+        mar.load(path)
+
+
+def test_an_unknown_or_missing_optimizer_key_loads_without_optimizer_state_and_says_so(tmp_path):
+    path = _trained(MS.GradientDescent(0.1, momentum=0.9), tmp_path)
+    _edit_optimizer(path, lambda t: {(k.replace("momentum_buffer", "momentum_bufer") if k.startswith("hid.W") else k): v
+                                     for k, v in t.items()})
+    with pytest.warns(persistence.OptimizerStateWarning, match=r"hid.W has state \['momentum_bufer'\], but GradientDescent.* keeps "
+                                                               r"\['momentum_buffer'\]\), so the network was loaded without optimizer state"):
+        clone = mar.load(path)
+    assert clone.optimizer_state_dict()["params"] == {}
+    adam = _trained(MS.Adam(), tmp_path, "adam.mar")
+    _edit_optimizer(adam, lambda t: {k: v for k, v in t.items() if k != "out.W/exp_avg_sq"})
+    with pytest.warns(persistence.OptimizerStateWarning, match=r"out.W has state \['exp_avg', 'step'\], but Adam"):
+        assert mar.load(adam).optimizer_state_dict()["params"] == {}
+
+
+def test_state_of_a_scenario_changed_after_training_loads_without_it_and_says_so(tmp_path):
+    mar.seed(0)
+    net = ML.Input(4, name="inp") > ML.SoftmaxClassifier(2, learning_scenari=[MS.Adam()], name="out")
+    net.train("out", inp=np.ones((2, 4), dtype="float32"), out=np.array([0, 1]))
+    net["out"].learning_scenari = [MS.GradientDescent(0.1, momentum=0.9)]
+    net.save(tmp_path / "m.mar")
+    with pytest.warns(persistence.OptimizerStateWarning, match="fresh momentum"):
+        clone = mar.load(tmp_path / "m.mar")
+    assert torch.equal(clone["out"].W, net["out"].W)
+
+
+def test_inherited_and_wrapped_scenari_validate_their_real_state(tmp_path):
+    mar.seed(0)
+    net = (ML.Input((5, 3), name="inp") > ML.Bidirectional(ML.LSTM(4), name="bi")
+           > ML.SoftmaxClassifier(2, learning_scenari=[MS.RMSProp(momentum=0.5)], name="out"))
+    net.train("out", inp=np.ones((2, 5, 3), dtype="float32"), out=np.array([0, 1]))
+    net.save(tmp_path / "m.mar")
+    clone = mar.load(tmp_path / "m.mar")  # warnings are errors: the inherited RMSProp layout fits
+    assert clone.optimizer_state_dict()["params"].keys() == net.optimizer_state_dict()["params"].keys()
+
+
+def test_optimizer_false_skips_a_damaged_optimizer_state(tmp_path):
+    path = _trained(MS.GradientDescent(0.1, momentum=0.9), tmp_path)
+    _edit_optimizer(path, scalars=lambda s: {**s, "params": {"hid.b": {"momentum_buffer": "abc"}}})
+    with pytest.raises(ValueError, match="hid.b/momentum_buffer"):
+        persistence.load(path)
+    assert persistence.load(path, optimizer=False).optimizer_state_dict()["params"] == {}
+
+
+def test_optimizer_state_in_both_members_or_a_malformed_step_count_is_refused(tmp_path):
+    path = _trained(MS.GradientDescent(0.1, momentum=0.9), tmp_path)
+    _edit_optimizer(path, scalars=lambda s: {**s, "params": {"hid.W": {"momentum_buffer": 1.0}}})
+    with pytest.raises(ValueError, match="both in optimizer.safetensors and in optimizer.json"):
+        mar.load(path)
+    for steps in (True, 2**70, -1):
+        path = _trained(MS.GradientDescent(0.1, momentum=0.9), tmp_path)
+        _edit_optimizer(path, scalars=lambda s, steps=steps: {**s, "scenari": {"out": {"steps": steps}}})
+        with pytest.raises(ValueError, match="'steps' count"):
+            mar.load(path)
 
 
 # -- 4. zip bombs ------------------------------------------------------------------------
