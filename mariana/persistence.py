@@ -17,7 +17,8 @@ the architecture before any weight is allocated. Its cost is bounded: a
 tensor member that would inflate more than :data:`MAX_COMPRESSION_RATIO`
 times (a zip bomb; Mariana stores tensors uncompressed) is refused before a
 byte is inflated, and ``max_bytes`` caps every member. Optimizer state is
-checked against the layout of the optimizers that would use it.
+checked against the layout of the optimizers that would use it, and
+weights holding NaN or infinite values load with a warning naming them.
 
 Example:
     >>> import os, tempfile, numpy as np, mariana as mar, mariana.layers as ML
@@ -74,6 +75,10 @@ MAX_HEADER_BYTES = 16 * 2**20
 #: this many times its compressed size, beyond :data:`SMALL_MEMBER_BYTES`, is refused as a zip bomb.
 MAX_COMPRESSION_RATIO = 100
 SMALL_MEMBER_BYTES = 2**20
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """A loaded ``.mar`` file holds NaN or infinite values in its weights or optimizer state."""
 
 
 class OptimizerStateWarning(UserWarning):
@@ -185,6 +190,7 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES, optimize
     ``optimizer=False`` the optimizer state is not read (e.g. when it is
     damaged); optimizer state that does not fit the network's optimizers
     (unknown or missing keys) is left out with an :class:`OptimizerStateWarning`.
+    NaN or infinite weights load with a :class:`NonFiniteWeightsWarning`.
     """
     from mariana.network import Network
 
@@ -224,7 +230,33 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES, optimize
     network._record("load", path=str(path), format_version=architecture["format_version"])
     for message in notices:
         warnings.warn(message, OptimizerStateWarning, stacklevel=2)
+    _warn_non_finite(weights, optimizer_state, where)
     return network
+
+
+def _warn_non_finite(weights: dict[str, torch.Tensor], optimizer_state: dict | None, where: str) -> None:
+    """A :class:`NonFiniteWeightsWarning` naming the layers whose tensors hold NaN or inf (checked in chunks: little memory)."""
+    found = {key: counts for key, tensor in weights.items() if (counts := _non_finite(tensor))}
+    for param, entries in (optimizer_state or {}).get("params", {}).items():
+        found.update({f"{param}/{key}": counts for key, value in entries.items()
+                      if isinstance(value, torch.Tensor) and (counts := _non_finite(value))})
+    if not found:
+        return
+    layers = sorted({key.split("/")[0].rpartition(".")[0] for key in found})
+    details = ", ".join(f"{key}: {nan} NaN, {inf} inf" for key, (nan, inf) in sorted(found.items())[:10])
+    warnings.warn(f"{where}: layer(s) {layers} hold NaN or infinite values ({details}{', ...' if len(found) > 10 else ''}); "
+                  f"they load as saved, but outputs that use them will be NaN or inf.", NonFiniteWeightsWarning, stacklevel=3)
+
+
+def _non_finite(tensor: torch.Tensor) -> tuple[int, int] | None:
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return None
+    nan = inf = 0
+    for chunk in tensor.reshape(-1).split(2**22):
+        if not bool(torch.isfinite(chunk).all()):
+            nan += int(torch.isnan(chunk).sum())
+            inf += int(torch.isinf(chunk).sum())
+    return (nan, inf) if nan or inf else None
 
 
 def _check_members(archive: zipfile.ZipFile, where: str, archive_size: int) -> dict[str, zipfile.ZipInfo]:

@@ -318,6 +318,20 @@ def test_a_full_disk_names_the_file_and_changes_nothing(tmp_path, monkeypatch):
     assert failed.value.errno == errno.ENOSPC and os.listdir(tmp_path) == ["m.mar"]
 
 
+# -- 11. bad data ------------------------------------------------------------------------
+def test_non_finite_weights_load_with_a_warning_naming_the_layers(tmp_path):
+    mar.seed(0)
+    net = ML.Input(4, name="inp") > ML.Hidden(3, name="hid") > ML.Hidden(3, name="ok") > ML.Regression(2, name="out")
+    with torch.no_grad():
+        net["hid"].W[0, 0] = float("nan")
+        net["out"].b[1] = float("inf")
+    net.save(tmp_path / "m.mar")
+    with pytest.warns(persistence.NonFiniteWeightsWarning,
+                      match=r"layer\(s\) \['hid', 'out'\] hold NaN or infinite values \(hid.W: 1 NaN, 0 inf, out.b: 0 NaN, 1 inf\)"):
+        clone = mar.load(tmp_path / "m.mar")
+    assert torch.equal(clone["hid"].W.isnan(), net["hid"].W.isnan()) and torch.isinf(clone["out"].b[1])
+
+
 @pytest.mark.parametrize("call", ["train", "test", "propagate"])
 def test_masked_arrays_are_refused_where_data_enters(call):
     mar.seed(0)
@@ -332,3 +346,5 @@ def test_masked_arrays_are_refused_where_data_enters(call):
         with pytest.raises(ValueError, match="Regression 'out': targets is a numpy masked array"):
             getattr(net, call)("out", inp=x.filled(0), out=np.ma.masked_invalid(np.array([[0.0], [np.nan], [1.0]], dtype="float32")))
     assert torch.equal(net["out"].W, before)
+
+
