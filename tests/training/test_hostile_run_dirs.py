@@ -1,0 +1,118 @@
+"""A stranger's run directory (issue 13): each test builds the hostile directory itself."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import mariana as mar
+from mariana.training import checkpoint as CK
+from mariana.training.checkpoint import CheckpointStore, CheckpointWarning
+
+
+# -- 7. a lost latest pointer ------------------------------------------------------------
+def _store_with_three(tmp_path):
+    store = CheckpointStore(tmp_path)
+    for epoch in (1, 2, 3):
+        store.save({"w": torch.full((2,), float(epoch))}, {"epoch": epoch}, epoch=epoch, step=0, best=epoch == 3)
+    return store
+
+
+@pytest.mark.parametrize("damage", ["deleted", "truncated", "not_utf8", "empty"])
+def test_a_lost_or_unreadable_latest_falls_back_on_the_newest_intact_checkpoint(damage, tmp_path):
+    store = _store_with_three(tmp_path)
+    latest = tmp_path / "latest"
+    if damage == "deleted":
+        latest.unlink()
+    else:
+        latest.write_bytes({"truncated": latest.read_bytes()[:20], "not_utf8": b"\xff\xfe{", "empty": b""}[damage])
+    with pytest.warns(CheckpointWarning, match=r"Falling back on the newest intact checkpoint, .*ckpt-000003-e3-s0.safetensors' "
+                                               r"\(epoch 3, step 0; its sha256 matches"):
+        tensors, state = store.load("latest")
+    assert state == {"epoch": 3} and tensors["w"].tolist() == [3.0, 3.0]
+
+
+def test_the_fallback_skips_checkpoints_that_do_not_match_their_sidecar(tmp_path):
+    store = _store_with_three(tmp_path)
+    (tmp_path / "latest").unlink()
+    newest = tmp_path / "checkpoints" / "ckpt-000003-e3-s0.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-1] + b"\x00")
+    (tmp_path / "checkpoints" / "ckpt-000002-e2-s0.safetensors.sha256").write_text("0" * 64 + "  ckpt-000002-e2-s0.safetensors\n")
+    with pytest.warns(CheckpointWarning, match="ckpt-000001-e1-s0"):
+        assert store.load("latest")[1] == {"epoch": 1}
+    (tmp_path / "checkpoints" / "ckpt-000001-e1-s0.safetensors.sha256").unlink()
+    with pytest.raises(FileNotFoundError, match=r"No checkpoint in .* matches its .sha256 sidecar.* Start the run again"):
+        store.load("latest")
+
+
+def test_a_readable_pointer_that_cannot_be_honoured_is_refused_with_the_way_out(tmp_path):
+    store = _store_with_three(tmp_path)
+    newest = tmp_path / "checkpoints" / "ckpt-000003-e3-s0.safetensors"
+    newest.write_bytes(newest.read_bytes()[:-1] + b"\x00")
+    with pytest.raises(ValueError, match=r"is damaged: .* Restore it from a copy, or delete .*latest' to resume from the newest "
+                                         r"intact checkpoint, ckpt-000002-e2-s0.safetensors"):
+        store.load("latest")
+    with pytest.raises(ValueError, match="is damaged") as refused:
+        store.load("best")
+    assert "delete" not in str(refused.value)
+
+
+def test_no_checkpoint_at_all_says_what_to_do(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"holds no checkpoint yet\. No checkpoint in .* either: the run was stopped before "
+                                                 r"its first checkpoint\. Start it again with a new run_dir"):
+        CheckpointStore(tmp_path).load("latest")
+
+
+def test_pruning_removes_sidecars_and_survives_a_damaged_pointer(tmp_path):
+    store = CheckpointStore(tmp_path, keep=1)
+    store.save({"w": torch.ones(2)}, {}, epoch=1, step=0, best=True)
+    (tmp_path / "best").write_text("{")
+    store.save({"w": torch.ones(2)}, {}, epoch=2, step=0)
+    store.save({"w": torch.ones(2)}, {}, epoch=3, step=0)
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["ckpt-000003-e3-s0.safetensors", "ckpt-000003-e3-s0.safetensors.sha256"]
+
+
+def test_resume_after_latest_was_deleted_warns_and_finishes(tmp_path):
+    from mariana.models import build_mlp
+    from mariana.training import DatasetMapper, Trainer, stops
+
+    def run(run_dir, epochs):
+        mar.seed(0)
+        trainer = Trainer(build_mlp((4,), 3, hidden=5), "out", batch_size=16, stops=[stops.EpochWall(epochs)], recorders=[],
+                          run_dir=run_dir, seed=1)
+        rng = np.random.default_rng(0)
+        trainer.start(DatasetMapper(inp=rng.random((40, 4), dtype="float32"), out=rng.integers(0, 3, 40)))
+        return trainer
+
+    reference = run(tmp_path / "reference", 2)
+    interrupted = run(tmp_path / "run", 2)
+    assert torch.equal(interrupted.net["hid"].W, reference.net["hid"].W)
+    (tmp_path / "run" / "latest").unlink()
+    with pytest.warns(CheckpointWarning, match="ckpt-000003-e2-s0"):
+        resumed = Trainer.resume(tmp_path / "run")
+    assert torch.equal(resumed.net["hid"].W, reference.net["hid"].W)
+
+
+# -- 10. messages ------------------------------------------------------------------------
+@pytest.mark.parametrize("content", [b'{"trainer": ', b"\xff\xfe", b'{"a": 1, "a": 2}', b"[" * 100_000])
+def test_json_errors_in_run_files_name_the_file(content, tmp_path):
+    (tmp_path / "run.json").write_bytes(content)
+    with pytest.raises(ValueError, match=r"run.json' is not valid JSON \(.*\); it was damaged or edited"):
+        CK.read_json(tmp_path / "run.json")
+    (tmp_path / "latest").write_bytes(content)
+    with pytest.raises(ValueError, match=r"latest' is not valid JSON \(.*\); it was damaged or edited\. No checkpoint in"):
+        CheckpointStore(tmp_path).load("latest")
+
+
+def test_an_oversized_run_file_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(CK, "MAX_JSON_BYTES", 100)
+    (tmp_path / "run.json").write_text(json.dumps({"x": "y" * 200}))
+    with pytest.raises(ValueError, match=r"run.json' is over 100 bytes"):
+        CK.read_json(tmp_path / "run.json")
+
+
+def test_read_json_reads_utf8_whatever_the_locale(tmp_path):
+    (tmp_path / "run.json").write_bytes('{"a": "é"}'.encode())
+    assert CK.read_json(tmp_path / "run.json") == {"a": "é"}
