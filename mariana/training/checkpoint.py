@@ -11,7 +11,8 @@ that, when ``latest`` is lost or damaged, the newest checkpoint that still
 matches its own digest can be found and used, with a warning.
 
 A run directory may come from anyone: :func:`read_json` names the file it
-cannot parse.
+cannot parse, and :func:`clean_run_directory` removes the temps killed writes
+left (never a user's file).
 
 Example:
     >>> import tempfile, torch
@@ -373,3 +374,37 @@ class CheckpointStore:
         except Exception as error:  # safetensors raises its own SafetensorError for malformed data
             raise ValueError(f"Checkpoint {str(path)!r} is not valid safetensors ({error}).") from None
         return tensors, document["state"]
+
+
+# -- the run directory ----------------------------------------------------------------------
+def clean_run_directory(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temps that killed atomic writes left in ``run_dir``; returns their paths.
+
+    Call it when a run starts or resumes. Only temps of Mariana's exact
+    naming (``.<target>.<8 random characters>.tmp``) whose writer is dead
+    (no lock held) are removed, and only for targets a run directory holds:
+    ``latest``, ``best``, ``run.json`` or any file already there;
+    ``data/*.safetensors``; ``checkpoints/ckpt-*`` and their sidecars.
+    Folders that are symlinks are not entered.
+
+    Example:
+        >>> import os, tempfile
+        >>> run_dir = tempfile.mkdtemp()
+        >>> for name in (".latest.k2j4x9z1.tmp", ".run.json.0a1b2c3d.tmp", "my.latest.k2j4x9z1.tmp"):
+        ...     open(os.path.join(run_dir, name), "wb").close()
+        >>> sorted(path.name for path in clean_run_directory(run_dir))
+        ['.latest.k2j4x9z1.tmp', '.run.json.0a1b2c3d.tmp']
+        >>> os.listdir(run_dir)
+        ['my.latest.k2j4x9z1.tmp']
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    removed = remove_stale_temps(run_dir, keep=lambda target: not (target in ("latest", "best", "run.json") or (run_dir / target).is_file()))
+    data = run_dir / "data"
+    if data.is_dir() and not data.is_symlink():
+        removed += remove_stale_temps(data, keep=lambda target: not (target.endswith(".safetensors") or (data / target).is_file()))
+    folder = run_dir / "checkpoints"
+    if folder.is_dir() and not folder.is_symlink():
+        removed += remove_stale_temps(folder, keep=lambda target: not (_NAME.match(target) or _SIDECAR.match(target)))
+    return removed

@@ -1,5 +1,6 @@
 """A stranger's run directory (issue 13): each test builds the hostile directory itself."""
 
+import fcntl
 import json
 import os
 
@@ -10,6 +11,51 @@ import torch
 import mariana as mar
 from mariana.training import checkpoint as CK
 from mariana.training.checkpoint import CheckpointStore, CheckpointWarning
+
+
+# -- 6. temps left by kills --------------------------------------------------------------
+def test_clean_run_directory_removes_only_stale_temps_of_run_files(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "data").mkdir(parents=True)
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "log.csv").write_text("epoch\n")
+    ours = [".latest.a1b2c3d4.tmp", ".best.a1b2c3d4.tmp", ".run.json.a1b2c3d4.tmp", ".log.csv.a1b2c3d4.tmp",
+            "data/.train.safetensors.a1b2c3d4.tmp", "checkpoints/.ckpt-000002-e1-s0.safetensors.a1b2c3d4.tmp",
+            "checkpoints/.ckpt-000002-e1-s0.safetensors.sha256.a1b2c3d4.tmp"]
+    users = [".notes.a1b2c3d4.tmp", "latest.a1b2c3d4.tmp", ".latest.a1b2c3d4.tmp~", "data/.x.npy.a1b2c3d4.tmp",
+             "checkpoints/.mine.a1b2c3d4.tmp", "data/readme.txt"]
+    for name in ours + users:
+        (run_dir / name).write_text("x")
+    live = run_dir / ".run.json.live1234.tmp"
+    live.write_text("x")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / ".ckpt-000001-e0-s0.safetensors.a1b2c3d4.tmp").write_text("x")
+    with open(live, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        removed = CK.clean_run_directory(run_dir)
+    assert sorted(str(p.relative_to(run_dir)) for p in removed) == sorted(ours)
+    assert all(not (run_dir / name).exists() for name in ours)
+    assert all((run_dir / name).exists() for name in users) and live.exists()
+    assert CK.clean_run_directory(run_dir) == [live]  # its writer is gone now
+    (run_dir / "checkpoints").rename(tmp_path / "moved")
+    (run_dir / "checkpoints").symlink_to(elsewhere)  # a symlinked folder is not entered
+    assert CK.clean_run_directory(run_dir) == [] and len(list(elsewhere.iterdir())) == 1
+    assert CK.clean_run_directory(tmp_path / "missing") == []
+
+
+def test_checkpoint_saves_remove_stale_checkpoint_temps_only(tmp_path):
+    store = CheckpointStore(tmp_path, keep=2)
+    store.save({"w": torch.ones(2)}, {}, epoch=1, step=0)
+    stale = tmp_path / "checkpoints" / ".ckpt-000002-e2-s0.safetensors.zzzz9999.tmp"
+    live = tmp_path / "checkpoints" / ".ckpt-000002-e2-s0.safetensors.live9999.tmp"
+    user = tmp_path / "checkpoints" / ".notes.zzzz9999.tmp"
+    for path in (stale, live, user):
+        path.write_bytes(b"x")
+    with open(live, "rb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        store.save({"w": torch.ones(2)}, {}, epoch=2, step=0)
+    assert not stale.exists() and live.exists() and user.exists()
 
 
 # -- 7. a lost latest pointer ------------------------------------------------------------
