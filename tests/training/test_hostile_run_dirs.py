@@ -58,6 +58,8 @@ def test_checkpoint_saves_remove_stale_checkpoint_temps_only(tmp_path):
     assert not stale.exists() and live.exists() and user.exists()
 
 
+
+
 # -- 7. a lost latest pointer ------------------------------------------------------------
 def _store_with_three(tmp_path):
     store = CheckpointStore(tmp_path)
@@ -162,3 +164,88 @@ def test_an_oversized_run_file_is_not_read(tmp_path, monkeypatch):
 def test_read_json_reads_utf8_whatever_the_locale(tmp_path):
     (tmp_path / "run.json").write_bytes('{"a": "é"}'.encode())
     assert CK.read_json(tmp_path / "run.json") == {"a": "é"}
+
+
+# -- 2 (preparation). run.json tied to the checkpoints -------------------------------------
+@pytest.fixture(scope="module")
+def run_document(tmp_path_factory):
+    """The run.json of a real (one-epoch) run."""
+    from mariana.models import build_mlp
+    from mariana.training import DatasetMapper, Trainer, stops
+
+    mar.seed(0)
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    trainer = Trainer(build_mlp((4,), 3, hidden=5), "out", batch_size=16, stops=[stops.EpochWall(1)], recorders=[], run_dir=run_dir)
+    trainer.start(DatasetMapper(inp=np.zeros((20, 4), dtype="float32"), out=np.zeros(20, dtype="int64")))
+    return CK.read_json(run_dir / "run.json")
+
+
+def _edit(document, change):
+    edited = json.loads(json.dumps(document))
+    change(edited)
+    return edited
+
+
+def test_run_digest_is_canonical_and_changes_with_any_value(run_document):
+    reordered = json.loads(json.dumps(run_document, sort_keys=True), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
+    assert CK.run_digest(reordered) == CK.run_digest(run_document)
+    assert CK.run_digest(json.loads(json.dumps(run_document, indent=3))) == CK.run_digest(run_document)
+    for changed in (1.0, True, "16", 17):
+        assert CK.run_digest(_edit(run_document, lambda d, v=changed: d["trainer"].update(batch_size=v))) != CK.run_digest(run_document)
+
+
+def _hidden(document):
+    return next(i for i, layer in enumerate(document["network"]["layers"]) if layer["class"] == "Hidden")
+
+
+def _output(document):
+    return next(i for i, layer in enumerate(document["network"]["layers"]) if layer["class"] == "SoftmaxClassifier")
+
+
+EDITS = {  # the edits of issue 13, item 2, and the fields each must be reported as
+    "activation": (lambda d: d["network"]["layers"][_hidden(d)]["config"]["activation"].update({"class": "Tanh"}),
+                   lambda d: [f"network.layers[{_hidden(d)}].config.activation.class"]),
+    "dropout_removed": (lambda d: d["network"]["layers"][_hidden(d)]["config"].update(decorators=[]),
+                        lambda d: [f"network.layers[{_hidden(d)}].config.decorators[0]"]),
+    "lr": (lambda d: d["network"]["layers"][_output(d)]["config"]["learning_scenari"][0]["config"].update(lr=5.0),
+           lambda d: [f"network.layers[{_output(d)}].config.learning_scenari[0].config.lr"]),
+    "batch_size": (lambda d: d["trainer"].update(batch_size=32), lambda d: ["trainer.batch_size"]),
+    "epoch_wall": (lambda d: d["trainer"]["stops"][0]["config"].update(epochs=3), lambda d: ["trainer.stops[0].config.epochs"]),
+    "key_added_and_removed": (lambda d: (d["trainer"].pop("order"), d["trainer"].update({"a.b": 1})),
+                              lambda d: ["trainer.order", 'trainer["a.b"]']),
+}
+
+
+@pytest.mark.parametrize("edit", sorted(EDITS))
+def test_run_differences_name_each_edited_field(edit, run_document):
+    change, expected = EDITS[edit]
+    edited = _edit(run_document, change)
+    assert CK.run_differences(run_document, edited) == expected(run_document)
+    assert CK.run_differences(run_document, json.loads(json.dumps(run_document))) == []
+    with pytest.raises(ValueError, match=r"'runs/x/run.json' was changed after the run started: " + expected(run_document)[0]
+                       .replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        CK.check_run_document(run_document, edited, "runs/x/run.json")
+    CK.check_run_document(run_document, run_document, "runs/x/run.json")
+
+
+def test_run_differences_report_values_types_and_whole_documents():
+    assert CK.run_differences({"a": 1}, {"a": 1.0}) == ["a"]
+    assert CK.run_differences({"a": 1}, {"a": True}) == ["a"]
+    assert CK.run_differences({"a": [1, 2]}, {"a": {"0": 1}}) == ["a"]
+    assert CK.run_differences({"a": float("nan")}, {"a": float("nan")}) == []
+    assert CK.run_differences([1], {"a": 1}) == ["(the whole document)"]
+    with pytest.raises(ValueError, match=r"trainer\.batch_size \(was 16, now 32\), trainer\.seed \(removed, was 1\), "
+                                         r"trainer\.x \(added, now \"y\"\)"):
+        CK.check_run_document({"trainer": {"batch_size": 16, "seed": 1}}, {"trainer": {"batch_size": 32, "x": "y"}}, "run.json")
+
+
+def test_a_run_record_ties_the_document_and_refuses_an_edit_or_a_forged_record(run_document):
+    record = json.loads(json.dumps(CK.run_record(run_document)))  # as stored in a checkpoint's JSON metadata
+    CK.check_run_record(record, json.loads(json.dumps(run_document)), "run.json")
+    edited = _edit(run_document, lambda d: d["trainer"].update(batch_size=32))
+    with pytest.raises(ValueError, match=r"'run.json' was changed after the run started: trainer.batch_size \(was \d+, now 32\)"):
+        CK.check_run_record(record, edited, "run.json")
+    forged = {**record, "document": edited}  # the record edited to match, without its digest
+    for bad in (forged, {"sha256": record["sha256"]}, None, [record]):
+        with pytest.raises(ValueError, match="record of 'run.json' is malformed or does not match its own sha256"):
+            CK.check_run_record(bad, edited, "run.json")
