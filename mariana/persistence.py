@@ -477,15 +477,7 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
             if key in found.get(param_name, {}):
                 raise ValueError(f"{where}: optimizer state {param_name}/{key} is both in {OPTIMIZER_TENSORS} and in {OPTIMIZER_JSON}.")
             found.setdefault(param_name, {})[key] = ("value", value)
-    scenari, layouts = _scenari_by_layer(network), {}
-    misfits = []
-    for param_name, state in found.items():
-        param = params[param_name]
-        candidates = [(repr(scenario), _state_layout(scenario, param.dtype, layouts))
-                      for scenario in scenari.get(param_name.rpartition(".")[0], [])]
-        misfit = _check_state_layout(param_name, tuple(param.shape), state, candidates, where)
-        if misfit:
-            misfits.append(misfit)
+    misfits = _optimizer_misfits(network, params, found, where)
     if misfits:
         shown = "; ".join(misfits[:5]) + ("; ..." if len(misfits) > 5 else "")
         return None, [f"{where}: its optimizer state does not fit this network's optimizers ({shown}), so the network was "
@@ -498,6 +490,49 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
         param_name, _, state_key = key.partition("/")
         state.setdefault(param_name, {})[state_key] = tensor
     return {"params": state, "scenari": scalars["scenari"]}, []
+
+
+def check_optimizer_state(network: Any, state: dict, where: str) -> list[str]:
+    """Check an optimizer state dict (as :meth:`Network.optimizer_state_dict` makes it, e.g. from a checkpoint)
+    against the per-param layout of the optimizers that would use it.
+
+    Raises ``ValueError`` naming ``where`` and the param/key for a value of the
+    wrong kind (a string where a tensor belongs, a wrong dtype or shape) or an
+    unknown param; returns descriptions of params whose keys fit none of those
+    optimizers (unknown or missing keys), empty when everything fits.
+
+    Example:
+        >>> import mariana.layers as ML, mariana.scenari as MS
+        >>> net = ML.Input(2, name="inp") > ML.Regression(1, learning_scenari=[MS.GradientDescent(0.1, momentum=0.9)], name="out")
+        >>> check_optimizer_state(net, {"params": {"out.W": {"momentum_buffer": "abc"}}}, "ckpt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ckpt: optimizer state out.W/momentum_buffer must be a F32 tensor shaped like out.W ...
+    """
+    params = dict(network.module.named_parameters())
+    entries = state.get("params", {}) if isinstance(state, dict) else None
+    if not isinstance(entries, dict):
+        raise ValueError(f"{where}: optimizer state needs a 'params' object, but holds {type(entries).__name__}.")
+    found: dict[str, dict[str, tuple]] = {}
+    for param_name, values in entries.items():
+        if param_name not in params or not isinstance(values, dict):
+            raise ValueError(f"{where}: optimizer state names unknown parameter {param_name!r} (params: {sorted(params)}).")
+        found[param_name] = {key: ("tensor", value.dtype, tuple(value.shape)) if isinstance(value, torch.Tensor) else ("value", value)
+                             for key, value in values.items()}
+    return _optimizer_misfits(network, params, found, where)
+
+
+def _optimizer_misfits(network: Any, params: dict[str, torch.Tensor], found: dict[str, dict[str, tuple]], where: str) -> list[str]:
+    scenari, layouts = _scenari_by_layer(network), {}
+    misfits = []
+    for param_name, state in found.items():
+        param = params[param_name]
+        candidates = [(repr(scenario), _state_layout(scenario, param.dtype, layouts))
+                      for scenario in scenari.get(param_name.rpartition(".")[0], [])]
+        misfit = _check_state_layout(param_name, tuple(param.shape), state, candidates, where)
+        if misfit:
+            misfits.append(misfit)
+    return misfits
 
 
 _Layout = dict[str, tuple]  # state key -> ("tensor", dtype, "param" or a fixed shape) or ("value", python type)
