@@ -190,6 +190,8 @@ def remove_stale_temps(directory: str | os.PathLike, name: str | None = None,
 def _remove_if_unlocked(path: str) -> bool:
     """Unlink ``path`` if it is a regular file that we can flock at once (its writer is dead) and it is still the file we locked."""
     try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):  # never open a device, FIFO or symlink that has our naming
+            return False
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
         return False

@@ -264,6 +264,7 @@ def test_stale_temp_removal_never_touches_a_users_file(tmp_path):
         (tmp_path / name).write_text("user data")
     (tmp_path / ".m.mar.dir12345.tmp").mkdir()
     (tmp_path / ".m.mar.link1234.tmp").symlink_to(user)
+    os.mkfifo(tmp_path / ".m.mar.fifo1234.tmp")
     locked = tmp_path / ".m.mar.live1234.tmp"
     locked.write_text("a live writer's temp")
     stale = tmp_path / ".m.mar.dead1234.tmp"
@@ -275,6 +276,7 @@ def test_stale_temp_removal_never_touches_a_users_file(tmp_path):
     assert locked.exists() and user.read_text() == "mine"
     assert all((tmp_path / name).read_text() == "user data" for name in keep)
     assert (tmp_path / ".m.mar.dir12345.tmp").is_dir() and (tmp_path / ".m.mar.link1234.tmp").is_symlink()
+    assert (tmp_path / ".m.mar.fifo1234.tmp").exists()
 
 
 def test_without_flock_saves_still_work_and_no_temp_is_judged_dead(tmp_path, monkeypatch):
