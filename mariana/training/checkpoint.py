@@ -220,6 +220,14 @@ class CheckpointStore:
             return []
         return sorted(p.name for p in self.folder.iterdir() if _NAME.match(p.name))
 
+    def has_checkpoint(self) -> bool:
+        """Whether the run directory holds anything to resume from: a ``latest`` pointer or a complete checkpoint file.
+
+        False for a run killed before its first checkpoint, whose directory a new
+        start may reuse (after :func:`clean_run_directory`).
+        """
+        return self._pointer("latest").exists() or bool(self.names())
+
     def _next_name(self, epoch: int, step: int) -> str:
         names = self.names()
         counter = int(_NAME.match(names[-1]).group(1)) + 1 if names else 1

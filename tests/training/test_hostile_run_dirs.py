@@ -113,6 +113,18 @@ def test_no_checkpoint_at_all_says_what_to_do(tmp_path):
         CheckpointStore(tmp_path).load("latest")
 
 
+def test_has_checkpoint_tells_a_run_killed_before_its_first_checkpoint(tmp_path):
+    store = CheckpointStore(tmp_path)
+    (tmp_path / "run.json").write_text("{}")
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / ".ckpt-000001-e0-s0.safetensors.a1b2c3d4.tmp").write_bytes(b"half")  # killed mid-write
+    assert not store.has_checkpoint()
+    store.save({"w": torch.ones(2)}, {}, epoch=0, step=0)
+    assert store.has_checkpoint()
+    (tmp_path / "latest").unlink()
+    assert store.has_checkpoint()  # the checkpoint itself is still there to fall back on
+
+
 def test_pruning_removes_sidecars_and_survives_a_damaged_pointer(tmp_path):
     store = CheckpointStore(tmp_path, keep=1)
     store.save({"w": torch.ones(2)}, {}, epoch=1, step=0, best=True)
