@@ -105,7 +105,7 @@ def _load(command: str, args: argparse.Namespace) -> Any:
 
     _import_modules(args.imports)
     try:
-        return mariana.load(args.model)
+        return mariana.load(args.model, max_bytes=args.max_bytes)
     except FileNotFoundError as error:
         raise CommandError(str(error)) from None
     except ValueError as error:
@@ -174,14 +174,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=_demo)
     imports = {"action": "append", "dest": "imports", "metavar": "MODULE",
                "help": "import MODULE first, to register the custom classes the file uses (repeatable)"}
+    max_bytes = {"type": at_least(1), "default": 8 * 2**30, "metavar": "N",
+                 "help": "refuse a file whose tensors (or any member) exceed N bytes (default 8 GiB)"}
     show = commands.add_parser("show", help="print the summary of a saved model")
     show.add_argument("model")
+    show.add_argument("--max-bytes", **max_bytes)
     show.add_argument("--log", action="store_true", help="also print the generation log")
     show.add_argument("--import", **imports)
     show.set_defaults(handler=_show)
     html = commands.add_parser("html", help="write the HTML report of a saved model")
     html.add_argument("model")
     html.add_argument("-o", "--output", default=None, help="the page to write (default: the model's path with .html)")
+    html.add_argument("--max-bytes", **max_bytes)
     html.add_argument("--import", **imports)
     html.set_defaults(handler=_html)
     resume = commands.add_parser("resume", help="resume an interrupted training run")

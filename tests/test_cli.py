@@ -206,3 +206,15 @@ def test_the_unregistered_class_list_stays_short():
     assert message.startswith("m.mar uses class(es) Custom00, Custom01, Custom02, Custom03, Custom04, Custom05, Custom06, Custom07, "
                               "Custom08, Custom09 and 2 more, which are not registered here.")
     assert str(cli._explain_unregistered("show", "m.mar", {"class": "Hidden", "config": {}}, ValueError("other"))) == "other"
+
+
+def test_max_bytes_lowers_the_cap_of_show_and_html(tmp_path):
+    import mariana.layers as ML
+
+    net = ML.Input(30, name="inp") > ML.Regression(20, name="out")
+    net.save(tmp_path / "m.mar")
+    for verb in ("show", "html"):
+        result = subprocess.run([sys.executable, "-m", "mariana.cli", verb, str(tmp_path / "m.mar"), "--max-bytes", "100"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 2 and "over the 100-byte limit" in result.stderr and "Traceback" not in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

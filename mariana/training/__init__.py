@@ -13,6 +13,7 @@ Example:
 """
 
 from mariana.training import recorders, stops
+from mariana.training.checkpoint import CheckpointWarning
 from mariana.training.fit import fit
 from mariana.training.history import History
 from mariana.training.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
@@ -21,5 +22,5 @@ from mariana.training.trainer import Trainer
 
 __all__ = [
     "Trainer", "DatasetMapper", "stops", "recorders", "fit",
-    "Sampler", "Sequential", "Shuffled", "ClassBalanced", "ResumeWarning", "History",
+    "Sampler", "Sequential", "Shuffled", "ClassBalanced", "ResumeWarning", "CheckpointWarning", "History",
 ]

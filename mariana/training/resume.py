@@ -27,11 +27,14 @@ from typing import Any
 import torch
 
 from mariana.network import Network
+from mariana.optimizer_state import check_optimizer_state
 from mariana.registry import deserialize, serialize
 from mariana.training import checkpoint as CK
+from mariana.training.checkpoint import CheckpointWarning
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.recorders import Recorder
 from mariana.training.run_directory import RunDirectory
+from mariana.training.run_record import check_run_record
 from mariana.training.stops import Stop
 
 
@@ -55,12 +58,17 @@ def read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequenc
     """Everything needed to continue the run in ``run_dir``; ``given`` maps stream names to data passed again."""
     directory = RunDirectory(run_dir)
     run = directory.read_run()
+    CK.clean_run_directory(directory.path)
+    state = directory.load_checkpoint("latest")
+    check_run(state, run, directory)
     settings = dict(run["trainer"])
     directory.store.keep = settings["keep_checkpoints"]
-    state = directory.load_checkpoint("latest")
     threads = check_environment(state["environment"])
     net = Network.from_config(run["network"])
     net.module.load_state_dict(state["weights"])
+    misfits = check_optimizer_state(net, state["optimizer"], f"{directory.path / 'latest'}")
+    if misfits:
+        raise ValueError(f"{str(directory.path)!r}: the checkpoint's optimizer state does not fit the network: {'; '.join(misfits)}.")
     net.load_optimizer_state_dict(state["optimizer"])
     net.log[:] = state["log"]
     recorded_stops, recorded_recorders = settings.pop("stops"), settings.pop("recorders")
@@ -72,6 +80,15 @@ def read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequenc
         settings["recorders"] = list(recorders)
     streams = _streams(directory, settings.pop("streams"), given)
     return ResumePoint(net=net, settings=settings, streams=streams, state=state, threads=threads)
+
+
+def check_run(state: dict, run: dict, directory: RunDirectory) -> None:
+    """Refuse a run.json that is not the one the checkpoint was written under, naming each changed field."""
+    if "run" not in state:
+        warnings.warn(f"{str(directory.run_file)!r}: the checkpoint records no run document (written by an older Mariana), "
+                      f"so edits to run.json cannot be detected.", CheckpointWarning, stacklevel=4)
+        return
+    check_run_record(state["run"], run, str(directory.run_file))
 
 
 def _streams(directory: RunDirectory, recorded: dict[str, dict], given: dict[str, Any]) -> dict[str, DatasetMapper]:

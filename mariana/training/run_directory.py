@@ -34,6 +34,7 @@ import torch
 from mariana.registry import serialize
 from mariana.training import checkpoint as CK
 from mariana.training.mappers import DatasetMapper
+from mariana.training.run_record import run_record
 
 RUN_FORMAT = 1
 
@@ -46,13 +47,16 @@ class RunDirectory:
         self.store = CK.CheckpointStore(self.path, keep_checkpoints)
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._jobs: list[concurrent.futures.Future] = []
+        self._record: dict | None = None
 
     @property
     def run_file(self) -> Path:
         return self.path / "run.json"
 
     def holds_run(self) -> bool:
-        return self.run_file.exists()
+        """Whether the folder holds a run to resume: run.json and a checkpoint (a run killed before its first
+        checkpoint left nothing to resume, so a new start may reuse the folder)."""
+        return self.run_file.exists() and self.store.has_checkpoint()
 
     # -- the background writer ------------------------------------------------------------
     def start_writer(self) -> None:
@@ -89,6 +93,7 @@ class RunDirectory:
     def write_run(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
         """Create the folder now; write the data copy and run.json in the background."""
         self.path.mkdir(parents=True, exist_ok=True)
+        CK.clean_run_directory(self.path)
         self.submit(self._write_run_files, run, dict(streams))
 
     def _write_run_files(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
@@ -114,7 +119,18 @@ class RunDirectory:
         """Snapshot ``state`` now (its tensors copied to the host) and write it in the background."""
         tensors: dict[str, torch.Tensor] = {}
         document = CK.split_tensors(state, tensors, "state")
-        self.submit(self.store.save, tensors, document, epoch, step, best)
+        self.submit(self._save, tensors, document, epoch, step, best)
+
+    def _save(self, tensors: dict[str, torch.Tensor], document: dict, epoch: int, step: int, best: bool) -> None:
+        # On the writer thread, after run.json (written first): each checkpoint records the run document it belongs to.
+        document["run"] = self.record()
+        self.store.save(tensors, document, epoch, step, best)
+
+    def record(self) -> dict:
+        """run.json's record (digest and document) that each checkpoint carries, so an edited run.json is refused."""
+        if self._record is None:
+            self._record = run_record(CK.read_json(self.run_file))
+        return self._record
 
     def load_checkpoint(self, which: str = "latest") -> dict:
         tensors, document = self.store.load(which)

@@ -154,7 +154,7 @@ class Trainer:
         """Train until a stop fires; returns the history (also kept as ``trainer.history``)."""
         if self._started:
             raise RuntimeError("This Trainer has already run; create a new Trainer (or Trainer.resume(run_dir)) to train again.")
-        if self.run_directory is not None and self.run_directory.holds_run():
+        if self.run_directory is not None and self.run_directory.holds_run():  # one killed before its first checkpoint may be reused
             raise ValueError(
                 f"run_dir {str(self.run_dir)!r} already holds a run. Resume it with Trainer.resume({str(self.run_dir)!r}) "
                 f"(mariana resume {self.run_dir}) or choose a new run_dir."

@@ -267,13 +267,24 @@ def test_resume_refuses_recorder_paths_outside_the_run_dir(tmp_path, data_file):
     outside = tmp_path / "outside.csv"
     run["trainer"]["recorders"] = [{"class": "CSV", "config": {"path": str(outside)}}]
     (run_dir / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ValueError, match=r"run.json names a CSV writing to .*outside.csv.*outside the run directory"):
+    with pytest.raises(ValueError, match=r"run.json.*trainer.recorders"):  # the checkpoints record the run.json they belong to
         Trainer.resume(run_dir)
     run["trainer"]["recorders"] = [{"class": "CSV", "config": {"path": "../escape.csv"}}]
     (run_dir / "run.json").write_text(json.dumps(run))
-    with pytest.raises(ValueError, match="outside the run directory"):
+    with pytest.raises(ValueError, match=r"run.json.*trainer.recorders"):
         Trainer.resume(run_dir)
     assert not outside.exists() and not (tmp_path / "escape.csv").exists()
+
+
+def test_recorder_paths_outside_the_run_dir_are_refused_even_when_the_record_matches(tmp_path):
+    from mariana.training.resume import confine_recorder_paths
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    for path in (str(tmp_path / "outside.csv"), "../escape.csv"):
+        with pytest.raises(ValueError, match=r"run.json names a CSV writing to .*, which resolves to .*, outside the run directory"):
+            confine_recorder_paths([recorders.CSV(path)], run_dir)
+    confine_recorder_paths([recorders.CSV(str(run_dir / "log.csv")), recorders.CSV("sub/log.csv")], run_dir)
 
 
 def test_a_pointer_naming_a_file_outside_the_checkpoints_is_refused(tmp_path, data_file):
