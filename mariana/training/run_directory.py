@@ -14,7 +14,7 @@ raises the first error. Every file is written atomically.
 Example:
     >>> import tempfile, torch
     >>> run = RunDirectory(tempfile.mkdtemp())
-    >>> run.start_writer()
+    >>> run.write_run({"format": 1, "trainer": {}}, streams={})
     >>> run.save_checkpoint({"w": torch.ones(2), "epoch": 1}, epoch=1, step=0)
     >>> run.drain(); run.close()
     >>> run.load_checkpoint()["w"].tolist()
