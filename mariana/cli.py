@@ -130,7 +130,10 @@ def _html(args: argparse.Namespace) -> int:
     if not output.parent.is_dir():
         raise CommandError(f"cannot write the report to {str(output)!r}: the folder {str(output.parent)!r} does not exist")
     network = _load("html", args)
-    network.to_html(output)
+    try:
+        network.to_html(output)
+    except ValueError as error:  # e.g. a malformed training history in the file's generation log
+        raise CommandError(f"{args.model}: cannot make its report: {error}") from None
     _say(f"Wrote {output}")
     return 0
 

@@ -218,3 +218,15 @@ def test_max_bytes_lowers_the_cap_of_show_and_html(tmp_path):
                                 capture_output=True, text=True, timeout=120)
         assert result.returncode == 2 and "over the 100-byte limit" in result.stderr and "Traceback" not in result.stderr
         assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_html_of_a_file_with_a_malformed_history_is_one_line(tmp_path):
+    import mariana.layers as ML
+
+    net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
+    net.record("epoch", history={"epoch": "x", "train": [1, 2]})
+    net.save(tmp_path / "bad.mar")
+    result = subprocess.run([sys.executable, "-m", "mariana.cli", "html", str(tmp_path / "bad.mar")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "bad.mar: cannot make its report: to_html: history entry 0 has epoch 'x'" in result.stderr

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 
 from mariana.network import Network
 from mariana.optimizer_state import check_optimizer_state
@@ -55,7 +56,21 @@ class ResumePoint:
 
 def read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequence[Stop] | None = None,
                       recorders: Sequence[Recorder] | None = None) -> ResumePoint:
-    """Everything needed to continue the run in ``run_dir``; ``given`` maps stream names to data passed again."""
+    """Everything needed to continue the run in ``run_dir``; ``given`` maps stream names to data passed again.
+
+    A run directory may come from anyone: whatever does not have the shape Mariana
+    writes (a missing key, a value of the wrong type, a damaged tensor file) is a
+    ``ValueError`` naming the directory, never a stray KeyError.
+    """
+    try:
+        return _read_resume_point(run_dir, given, stops, recorders)
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, SafetensorError) as error:
+        raise ValueError(f"{str(run_dir)!r} is not a run directory Mariana can resume: its files are damaged or were edited "
+                         f"({type(error).__name__}: {error}). Restore them from a copy, or start a new run.") from None
+
+
+def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequence[Stop] | None,
+                       recorders: Sequence[Recorder] | None) -> ResumePoint:
     directory = RunDirectory(run_dir)
     run = directory.read_run()
     CK.clean_run_directory(directory.path)

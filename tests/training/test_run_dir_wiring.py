@@ -55,3 +55,41 @@ def test_resume_removes_stale_temps_of_its_own_files(tmp_path, data_file):
     mine.write_text("a user's file")
     Trainer.resume(run_dir)
     assert not any(path.exists() for path in stale) and mine.exists()
+
+
+def forge_checkpoint_without(run_dir, fragment):
+    """Rewrite the latest checkpoint without the tensors whose key holds ``fragment``, with a matching sha256."""
+    import hashlib
+
+    from safetensors.torch import load, save
+
+    pointer = json.loads((run_dir / "latest").read_text())
+    path = run_dir / "checkpoints" / pointer["checkpoint"]
+    data = path.read_bytes()
+    metadata = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
+    forged = save({k: v for k, v in load(data).items() if fragment not in k}, metadata=metadata)
+    path.write_bytes(forged)
+    pointer["sha256"] = hashlib.sha256(forged).hexdigest()
+    (run_dir / "latest").write_text(json.dumps(pointer))
+    sidecar = path.with_name(path.name + ".sha256")
+    if sidecar.exists():
+        sidecar.write_text(f"{pointer['sha256']}  {path.name}\n")
+
+
+@pytest.mark.parametrize("damage", ["truncated data copy", "forged checkpoint"])
+def test_a_damaged_run_directory_is_one_clear_error(tmp_path, data_file, damage):
+    import subprocess
+    import sys
+
+    run_dir = tmp_path / "run"
+    interrupted_in_process(run_dir, data_file, 2, 3)
+    if damage == "truncated data copy":
+        copy = run_dir / "data" / "train.safetensors"
+        copy.write_bytes(copy.read_bytes()[:1000])
+    else:
+        forge_checkpoint_without(run_dir, "weights")
+    with pytest.raises(ValueError, match=r"is not a run directory Mariana can resume: its files are damaged or were edited"):
+        Trainer.resume(run_dir)
+    result = subprocess.run([sys.executable, "-m", "mariana.cli", "resume", str(run_dir), "--import", "tests.training.run_child"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
