@@ -72,8 +72,11 @@ def chunks(feeds: Tensors, targets: Tensors, batch_size: int | None) -> Iterator
 
 def check_finite(tensor: torch.Tensor, owner: Layer, role: str) -> None:
     """``ValueError`` naming ``owner`` and how many values are NaN or infinite (host data only: no device sync)."""
-    if tensor.is_floating_point() and tensor.device.type == "cpu" and not bool(torch.isfinite(tensor).all()):
-        count = int(tensor.numel() - torch.isfinite(tensor).sum())
+    if not tensor.is_floating_point() or tensor.device.type != "cpu":
+        return
+    chunks = tensor.reshape(-1).split(2**22)  # a whole stream at once would allocate a mask as large as the data
+    if not all(bool(torch.isfinite(chunk).all()) for chunk in chunks):
+        count = sum(int(chunk.numel() - torch.isfinite(chunk).sum()) for chunk in chunks)
         raise ValueError(f"{owner.describe()} received {count} NaN or infinite value(s) in its {role}; clean or mask them before training.")
 
 

@@ -10,7 +10,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,9 @@ from mariana.execution import CostPlan
 from mariana.training.metrics import EpochSums
 
 Tensors = dict[str, torch.Tensor]
+
+#: Streams up to this size are reordered once per epoch (fastest); larger ones batch by batch (no second copy).
+GATHER_ONCE_BYTES = 64 * 2**20
 
 
 @dataclass
@@ -47,6 +50,21 @@ class PreparedStream:
         for tensor in (*self.feeds.values(), *self.targets.values()):
             return tensor.shape[0]
         return 0
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for part in (self.feeds, self.targets, self.class_ids, self.weights)
+                   for t in part.values())
+
+    def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
+        """``rows(low, high)`` of the stream visited in ``order``.
+
+        A stream up to ``GATHER_ONCE_BYTES`` is gathered once for the epoch (then
+        each batch is a view); a larger one is gathered batch by batch, so an
+        epoch never holds a second copy of big data.
+        """
+        if self.nbytes() <= GATHER_ONCE_BYTES:
+            return self.reordered(order).rows
+        return lambda low, high: self.reordered(order[low:high])
 
     def reordered(self, order: torch.Tensor) -> PreparedStream:
         """The rows in ``order`` (one gather per tensor, once per epoch)."""

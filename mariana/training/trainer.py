@@ -273,7 +273,7 @@ class Trainer:
             self.epoch_order = mapper.sampler.epoch_order(mapper)
             self.position_step = 0
             self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
-        stream = self._prepared["train"].reordered(torch.from_numpy(self.epoch_order).to(self.net.device))
+        rows = self._prepared["train"].in_order(torch.from_numpy(self.epoch_order).to(self.net.device))
         total = len(self.epoch_order)
         steps = math.ceil(total / self.batch_size)
         for recorder in self.recorders:
@@ -286,7 +286,7 @@ class Trainer:
             if keep_rng:
                 self._rng_before_step = torch.get_rng_state()
             self._in_step = True
-            self._step(stream.rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps)
+            self._step(rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps)
             self._in_step = False
             self.position_step = step + 1
             for recorder in self._step_recorders:
