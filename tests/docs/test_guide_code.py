@@ -20,7 +20,7 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     relative = str(page.relative_to(ROOT))
     # A module-like name, so classes the page registers (@mar.register) get a stable, page-specific __module__.
-    namespace = {"__name__": "docs_" + relative.replace("/", "_").replace(".", "_").replace("-", "_")}
+    namespace = {"__name__": relative.replace("/", "_").replace(".", "_").replace("-", "_")}
     for line, code in python_blocks(page):
         # Pad with blank lines so tracebacks point at the page's own line numbers.
         exec(compile("\n" * (line - 1) + code, relative, "exec"), namespace)  # noqa: S102
