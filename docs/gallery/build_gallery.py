@@ -1,8 +1,9 @@
 """Regenerate the examples gallery: short runs of every example, their curves and report screenshots.
 
-Run from the repository root (about two minutes on one torch thread):
+Run from the repository root (about a minute and a half on one torch thread):
 
-    $ .venv/bin/python docs/gallery/build_gallery.py            # every example
+    $ make gallery                                               # every example, in .venv
+    $ .venv/bin/python docs/gallery/build_gallery.py            # the same
     $ .venv/bin/python docs/gallery/build_gallery.py --only lstm_adding
     $ .venv/bin/python docs/gallery/build_gallery.py --page-only  # rewrite index.md from results.json
 
@@ -202,10 +203,10 @@ PAGE_HEAD = """# Examples gallery
 Every script in `examples/` trains one of the networks below. The gallery
 re-runs each network **briefly** with the Trainer (few epochs, a subset of
 the data, one torch thread) so that `docs/gallery/build_gallery.py` can
-rebuild every number and picture here in about two minutes:
+rebuild every number and picture here in a minute or two:
 
 ```console
-$ .venv/bin/python docs/gallery/build_gallery.py
+$ make gallery
 ```
 
 The curves are drawn from the history that `trainer.start` returned; the
@@ -221,7 +222,8 @@ def write_page(results: dict) -> None:
     meta = results["machine"]
     lines = [PAGE_HEAD,
              f"Measured on {meta['date']}: {meta['machine']}, Python {meta['python']}, torch {meta['torch']}, "
-             f"{meta['threads']} torch thread, while other jobs shared the machine.\n",
+             f"{meta['threads']} torch thread, while other jobs shared the machine; the whole script took "
+             f"{meta['gallery_seconds']:.0f} s, pictures included.\n",
              "| example | gallery run | result | training time |", "|---|---|---|---|"]
     for name, run in results["examples"].items():
         lines.append(f"| [`{name}`](#{name}) | {run['epochs']} epochs, batch {run['batch_size']} "
@@ -246,12 +248,16 @@ def main() -> None:
     results_path = HERE / "results.json"
     results = json.loads(results_path.read_text()) if results_path.exists() else {"examples": {}}
     if not args.page_only:
+        start = time.perf_counter()
         for name in args.only or EXAMPLE_RUNS:
             results["examples"][name] = run_example(name)
         results["examples"] = {name: results["examples"][name] for name in EXAMPLE_RUNS if name in results["examples"]}
         results["machine"] = {"date": datetime.date.today().isoformat(), "python": platform.python_version(),
                               "torch": torch.__version__, "threads": 1,
-                              "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores"}
+                              "machine": f"{platform.machine()} CPU, {os.cpu_count()} cores",
+                              "gallery_seconds": results.get("machine", {}).get("gallery_seconds", 0.0)}
+        if not args.only:  # the time of a full rebuild
+            results["machine"]["gallery_seconds"] = round(time.perf_counter() - start, 1)
         results_path.write_text(json.dumps(results, indent=1) + "\n")
     write_page(results)
 
