@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 
+from mariana import registry
 from tests.docs.markdown_code import NO_RUN, ROOT, code_blocks, pages, python_blocks
 
 RUNNABLE = [page for page in pages() if python_blocks(page)]
@@ -21,9 +22,15 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
     relative = str(page.relative_to(ROOT))
     # A module-like name, so classes the page registers (@mar.register) get a stable, page-specific __module__.
     namespace = {"__name__": relative.replace("/", "_").replace(".", "_").replace("-", "_")}
-    for line, code in python_blocks(page):
-        # Pad with blank lines so tracebacks point at the page's own line numbers.
-        exec(compile("\n" * (line - 1) + code, relative, "exec"), namespace)  # noqa: S102
+    try:
+        for line, code in python_blocks(page):
+            # Pad with blank lines so tracebacks point at the page's own line numbers.
+            exec(compile("\n" * (line - 1) + code, relative, "exec"), namespace)  # noqa: S102
+    finally:
+        # The classes a page registers (its custom Scale layer...) must not keep those names from other tests.
+        for name, klass in list(registry._CLASSES.items()):
+            if klass.__module__ == namespace["__name__"]:
+                del registry._CLASSES[name]
 
 
 def test_every_python_looking_block_is_run_or_explicitly_not():
