@@ -9,38 +9,32 @@ Example:
     >>> import mariana.layers as ML
     >>> mar.seed(0)
     >>> net = ML.Input(784, name="inp") > ML.Hidden(500, name="hid") > ML.SoftmaxClassifier(10, name="out")
-    >>> list(net.layers)
-    ['inp', 'hid', 'out']
+    >>> isinstance(net, mar.Network), list(net.layers)
+    (True, ['inp', 'hid', 'out'])
 """
 
 from __future__ import annotations
 
-import random
+import importlib
 from typing import Any
 
 from mariana import registry
+from mariana.about import __version__
 from mariana.registry import register
 
-__version__ = "0.1.0"
 version = __version__
 
-__all__ = ["load", "register", "registry", "seed", "version", "__version__"]
+# Loaded on first use, so that `import mariana` (and the command line's --help) does not import torch.
+_LAZY = {"Network": "mariana.network", "load": "mariana.persistence", "seed": "mariana.seeding"}
+
+__all__ = ["Network", "load", "register", "registry", "seed", "version", "__version__"]
 
 
-def seed(n: int) -> None:
-    """Seed Python, NumPy and PyTorch (and Mariana's samplers, which draw from them)."""
-    import numpy as np
-    import torch
-
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"seed expects a non-negative int, but received {n!r}.")
-    random.seed(n)
-    np.random.seed(n % 2**32)
-    torch.manual_seed(n)
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'mariana' has no attribute {name!r}")
 
 
-def load(path: Any) -> Any:
-    """Load a network saved with ``net.save(path)`` (a ``.mar`` file)."""
-    from mariana.persistence import load as _load
-
-    return _load(path)
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -26,42 +26,17 @@ import time
 import types
 from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from mariana import _execution as EX
-
-if TYPE_CHECKING:
-    from mariana.layers.base import Layer
-
-
-class GraphModule(nn.Module):
-    """The whole graph as one ``nn.Module``: ``forward(**inputs) -> {output_name: tensor}``.
-
-    Layers are its direct children, keyed by their names, so ``state_dict()``
-    holds each param once as ``<layer>.<param>``. Use it with any PyTorch tool
-    (``.to``, DDP, ONNX export); Mariana's run calls use it too.
-    """
-
-    def __init__(self, network: Network) -> None:
-        super().__init__()
-        object.__setattr__(self, "_network", network)
-
-    def _add_layer(self, layer: Layer) -> None:
-        # Bypass add_module's attribute check: a layer may be called 'train' or 'eval';
-        # methods still resolve first because nn.Module only falls back to _modules.
-        self._modules[layer.name] = layer
-
-    def forward(self, **inputs: torch.Tensor) -> dict[str, torch.Tensor]:
-        plan = self._network._all_outputs_plan()
-        missing = [name for name in plan.input_names if name not in inputs]
-        if missing:
-            raise ValueError(f"Network forward: missing input(s) {missing}; expected {list(plan.input_names)}.")
-        values, _, _ = plan.run(inputs, self.training)
-        return {name: values[name] for name in plan.target_names}
+from mariana import graph, optimizer_state
+from mariana.execution import CostPlan, ForwardPlan, TrainingPlan, batch_length, chunks
+from mariana.graph_module import GraphModule
+from mariana.layers.base import Layer, install_network_factory
+from mariana.registry import deserialize, serialize
 
 
 class Network:
@@ -72,16 +47,18 @@ class Network:
         self._aliases: list[Network] = [self]
         self._order_cache: dict[str, Layer] | None = None
         self._plans: dict[Any, Any] = {}
-        self._optimizer_state: defaultdict = defaultdict(dict)
+        #: torch optimizer state per param, shared by the optimizers of every plan (so it outlives plan rebuilds).
+        self.optimizer_state: defaultdict = defaultdict(dict)
         self.log: list[dict] = []
         self.module = GraphModule(self)
 
     @classmethod
-    def _for_new_layer(cls, layer: Layer) -> Network:
+    def for_new_layer(cls, layer: Layer) -> Network:
+        """The one-layer network every layer is born in (``Layer.__init__`` calls it)."""
         network = cls()
         network._layers[layer.name] = layer
         network.module._add_layer(layer)
-        network._record("construct", layer=layer.name, type=type(layer).__name__)
+        network.record("construct", layer=layer.name, type=type(layer).__name__)
         return network
 
     # -- mapping-like access --------------------------------------------------------
@@ -120,7 +97,7 @@ class Network:
     def layers(self) -> Mapping[str, Layer]:
         """Name -> layer, in topological order (read-only)."""
         if self._order_cache is None:
-            self._order_cache = _topological_order(self._layers)
+            self._order_cache = graph.topological_order(self._layers)
         return types.MappingProxyType(self._order_cache)
 
     @property
@@ -149,7 +126,7 @@ class Network:
     def to(self, device: str | torch.device) -> Network:
         """Move params, buffers and optimizer state to ``device``; returns the network."""
         self.module.to(device)
-        for state in self._optimizer_state.values():
+        for state in self.optimizer_state.values():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor) and value.dim() > 0:
                     state[key] = value.to(device)
@@ -160,9 +137,10 @@ class Network:
         """Add a free-text note to the generation log."""
         if not isinstance(text, str):
             raise TypeError(f"note expects a str, but received {type(text).__name__}.")
-        self._record("note", text=text)
+        self.record("note", text=text)
 
-    def _record(self, event: str, **details: Any) -> None:
+    def record(self, event: str, **details: Any) -> None:
+        """Append an event to the generation log (trainings, saves, exports call it; details must be JSON-ready)."""
         self.log.append({"time": time.time(), "event": event, **details})
 
     # -- configuration and state ------------------------------------------------------
@@ -171,8 +149,6 @@ class Network:
 
         Edges made by merge layers at construction are implied by their configs.
         """
-        from mariana.registry import serialize
-
         layers = [serialize(layer) for layer in self.layers.values()]
         edges = [
             [source.name, layer.name]
@@ -185,9 +161,6 @@ class Network:
     @classmethod
     def from_config(cls, config: dict) -> Network:
         """Rebuild a network (fresh params) from :meth:`get_config`'s output."""
-        from mariana.layers.base import Layer
-        from mariana.registry import deserialize
-
         if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not isinstance(config.get("edges"), list):
             raise ValueError("A network config is a dict with a 'layers' list and an 'edges' list.")
         built: dict[str, Layer] = {}
@@ -204,7 +177,7 @@ class Network:
                 raise ValueError(f"Network config: duplicate layer name {layer.name!r}.")
             built[layer.name] = layer
             for source, target in [edge for edge in pending_edges if edge[1] == layer.name]:
-                connect(resolve(source), layer)
+                resolve(source).network.connect(resolve(source), layer)
                 pending_edges.remove((source, target))
         if pending_edges:
             raise ValueError(f"Network config: edges {pending_edges} name unknown layers.")
@@ -214,17 +187,7 @@ class Network:
 
     def optimizer_state_dict(self) -> dict:
         """Optimizer state keyed ``<layer>.<param>`` (never by position), plus each scenario's step count."""
-        members = self._members()
-        names = {id(param): f"{key}.{pname}" for key, layer in members.items() for pname, param in layer._parameters.items()}
-        params = {
-            names[id(param)]: dict(state) for param, state in self._optimizer_state.items() if state and id(param) in names
-        }
-        scenari = {key: layer.optimizer.state_dict() for key, layer in members.items() if layer.optimizer is not None}
-        return {"params": params, "scenari": scenari}
-
-    def _members(self) -> dict[str, Layer]:
-        """Every layer with params, wrapped ones included, by ``state_dict`` prefix (``hid``, ``bi.lstm``)."""
-        return {key: member for layer in self._layers.values() for key, member in layer.named_layers()}
+        return optimizer_state.state_dict(self)
 
     def load_optimizer_state_dict(self, state: dict, replace: bool = False) -> None:
         """Restore :meth:`optimizer_state_dict`'s output (checked first: nothing changes on error).
@@ -232,22 +195,7 @@ class Network:
         With ``replace=True`` the state becomes exactly ``state``: params it does
         not name lose theirs (e.g. momentum accumulated since it was taken).
         """
-        members = self._members()
-        by_name = {f"{key}.{pname}": param for key, layer in members.items() for pname, param in layer._parameters.items()}
-        unknown = [key for key in state.get("params", {}) if key not in by_name]
-        unknown += [key for key in state.get("scenari", {}) if key not in members or members[key].optimizer is None]
-        if unknown:
-            raise ValueError(f"Optimizer state names unknown params or scenari {unknown}; this network has {sorted(by_name)}.")
-        if replace:
-            for param in by_name.values():
-                self._optimizer_state.pop(param, None)
-        for key, values in state.get("params", {}).items():
-            param = by_name[key]
-            self._optimizer_state[param] = {
-                k: (v.to(param.device) if isinstance(v, torch.Tensor) and v.dim() > 0 else v) for k, v in values.items()
-            }
-        for key, values in state.get("scenari", {}).items():
-            members[key].optimizer.load_state_dict(values)
+        optimizer_state.load_state_dict(self, state, replace)
 
     # -- features built in other modules ------------------------------------------------
     def save(self, path: Any, **kwargs: Any) -> None:
@@ -281,7 +229,7 @@ class Network:
         return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
 
     # -- graph changes --------------------------------------------------------------
-    def _release(self, layer: Layer, wrapper: str) -> None:
+    def release(self, layer: Layer, wrapper: str) -> None:
         """Hand a lone, unconnected ``layer`` over to the layer that wraps it; it stops being a graph node."""
         if self._layers.get(layer.name) is not layer or len(self._layers) != 1:
             raise ValueError(
@@ -300,7 +248,7 @@ class Network:
             layer.network = self
             self.module._add_layer(layer)
         other.module._modules.clear()
-        self._optimizer_state.update(other._optimizer_state)
+        self.optimizer_state.update(other.optimizer_state)
         self.log = sorted(self.log + other.log, key=lambda entry: entry["time"])
         aliases = other._aliases
         self._aliases.extend(aliases)
@@ -312,32 +260,60 @@ class Network:
         self._plans.clear()
 
     # -- plans (cached per request; rebuilt when the graph changes) -------------------
-    def _forward_plan(self, targets: tuple[str, ...]) -> EX.ForwardPlan:
+    def forward_plan(self, layers: str | Sequence[str]) -> ForwardPlan:
+        """The cached plan evaluating ``layers`` (what ``propagate`` and ONNX export run)."""
+        targets = (layers,) if isinstance(layers, str) else tuple(layers)
         key = ("forward", targets)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = EX.ForwardPlan(self, targets)
+            plan = self._plans[key] = ForwardPlan(self, targets)
         return plan
 
-    def _all_outputs_plan(self) -> EX.ForwardPlan:
+    def all_outputs_plan(self) -> ForwardPlan:
         """The plan computing every output (net.module's forward); found by one lookup per call."""
         plan = self._plans.get("all outputs")
         if plan is None:
-            plan = self._plans["all outputs"] = self._forward_plan(tuple(self.outputs))
+            plan = self._plans["all outputs"] = self.forward_plan(tuple(self.outputs))
         return plan
 
-    def _cost_plan(self, outputs: Any, training: bool) -> EX.CostPlan:
+    def cost_plan(self, outputs: str | Sequence[str]) -> CostPlan:
+        """The cached plan computing the costs of ``outputs`` (what ``test`` and the Trainer's evaluations run)."""
+        return self._cached_cost_plan(outputs, training=False)
+
+    def training_plan(self, outputs: str | Sequence[str]) -> TrainingPlan:
+        """The cached plan taking one update step on ``outputs`` (what ``train`` and the Trainer's steps run)."""
+        return self._cached_cost_plan(outputs, training=True)
+
+    def _cached_cost_plan(self, outputs: Any, training: bool) -> Any:
         fast_key = (training, outputs) if isinstance(outputs, str) else None
         plan = self._plans.get(fast_key) if fast_key is not None else None
         if plan is None:
-            names = _output_names(self, outputs)
+            names = self.output_names(outputs)
             key = ("train" if training else "test", names)
             plan = self._plans.get(key)
             if plan is None:
-                plan = self._plans[key] = EX.CostPlan(self, names, training)
+                plan = self._plans[key] = TrainingPlan(self, names) if training else CostPlan(self, names)
             if fast_key is not None:
                 self._plans[fast_key] = plan
         return plan
+
+    def output_names(self, outputs: str | Sequence[str] | None) -> tuple[str, ...]:
+        """``outputs`` (a name or a list; None: every output) as a tuple of output names, checked."""
+        if outputs is None:
+            outputs = list(self.outputs)
+        names = (outputs,) if isinstance(outputs, str) else outputs
+        if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
+            raise TypeError(f"Expected an output name or a list of output names first, but received {outputs!r}.")
+        if len(set(names)) != len(names):
+            raise ValueError(f"Each output may be named once, but received {list(names)}.")
+        for name in names:
+            layer = self[name]
+            if not layer.is_output:
+                raise ValueError(
+                    f"{layer.describe()} is not an output layer (it has no cost); outputs of this network: "
+                    f"{list(self.outputs)}. Use propagate() to read any layer."
+                )
+        return tuple(names)
 
     # -- run calls ------------------------------------------------------------------
     def train(self, outputs: str | Sequence[str], /, **batch: Any) -> dict[str, torch.Tensor]:
@@ -348,63 +324,68 @@ class Network:
 
         Example: ``net.train("out", inp=x, out=y)``.
         """
-        plan = self._cost_plan(outputs, training=True)
+        plan = self.training_plan(outputs)
         feeds, targets = plan.prepare(batch)
-        module = self.module
-        was_training = module.training
-        if not was_training:
-            module.train(True)
-        try:
-            losses, total = plan.losses(feeds, targets, training=True)
-            plan.step(total)
-        finally:
-            if not was_training:
-                module.train(False)
-        return {name: loss.detach() for name, loss in losses.items()}
+        with _mode(self.module, training=True):
+            result = plan.evaluate(feeds, targets)
+            plan.step(result)
+        return {name: loss.detach() for name, loss in result.losses.items()}
 
     def test(self, outputs: str | Sequence[str], /, batch_size: int | None = None, **batch: Any) -> dict[str, torch.Tensor]:
         """The costs of ``outputs`` without updating anything (no dropout); chunked by ``batch_size``."""
-        plan = self._cost_plan(outputs, training=False)
+        plan = self.cost_plan(outputs)
         feeds, targets = plan.prepare(batch)
         totals: dict[str, torch.Tensor] = {}
         with _mode(self.module, training=False), torch.no_grad():
-            for start, stop, chunk_feeds, chunk_targets in EX.chunks(feeds, targets, batch_size):
-                losses, _ = plan.losses(chunk_feeds, chunk_targets, training=False)
-                for name, loss in losses.items():
-                    totals[name] = totals.get(name, 0) + loss * (stop - start)
-        count = EX.batch_length(feeds)
+            for chunk in chunks(feeds, targets, batch_size):
+                for name, loss in plan.evaluate(chunk.feeds, chunk.targets).losses.items():
+                    totals[name] = totals.get(name, 0) + loss * (chunk.stop - chunk.start)
+        count = batch_length(feeds)
         return {name: (total / count).detach() for name, total in totals.items()}
+
+    def forward(self, layers: str | Sequence[str], /, training: bool = False, **batch: Any) -> dict[str, torch.Tensor]:
+        """The outputs of ``layers`` as tensors that keep their graph (for custom losses and tests).
+
+        ``training=True`` runs as a training step does (dropout and other
+        decorators on, BatchNorm in training mode) without updating anything.
+        """
+        plan = self.forward_plan(layers)
+        feeds, _ = plan.prepare(batch)
+        with _mode(self.module, training=training):
+            values = plan.run(feeds, training).values
+        return {name: values[name] for name in plan.target_names}
 
     def propagate(self, layer: str, /, batch_size: int | None = None, **batch: Any) -> np.ndarray:
         """The output of any layer as a numpy array (inference mode: no decorators)."""
-        return self._infer(layer, batch_size, batch).numpy()
+        plan = self.forward_plan(_single_name(layer, "propagate"))
+        feeds, _ = plan.prepare(batch)
+        return self._infer(plan, feeds, batch_size).numpy()
 
     def predict(self, output: str, /, batch_size: int | None = None, **batch: Any) -> np.ndarray:
         """Class ids (argmax over the last axis) predicted by a classifier output."""
-        self._classifier(output, "predict")
-        return self._infer(output, batch_size, batch).argmax(dim=-1).numpy()
+        plan = self.forward_plan(self._classifier(output, "predict").name)
+        feeds, _ = plan.prepare(batch)
+        return self._infer(plan, feeds, batch_size).argmax(dim=-1).numpy()
 
     def accuracy(self, output: str, /, batch_size: int | None = None, **batch: Any) -> float:
         """Fraction of samples whose predicted class equals the target class id."""
         layer = self._classifier(output, "accuracy")
-        predicted, targets = self._infer(layer.name, batch_size, batch, with_targets=True)
+        plan = self.forward_plan(layer.name)
+        feeds, targets = plan.prepare(batch, target_outputs=(layer,))
+        predicted = self._infer(plan, feeds, batch_size)
         expected = targets[layer.name].cpu()
         if expected.is_floating_point():  # probability rows (CategoricalCrossEntropy targets)
             expected = expected.argmax(dim=-1)
         return int((predicted.argmax(dim=-1) == expected).sum()) / len(expected)
 
-    def _infer(self, name: str, batch_size: int | None, batch: dict, with_targets: bool = False) -> Any:
-        """The layer's inference output (on the host), computed ``batch_size`` rows at a time; and the targets if asked."""
-        layer = self[_single_name(name, "propagate")]
-        plan = self._forward_plan((layer.name,))
-        feeds, targets = plan.prepare(batch, target_outputs=(layer,) if with_targets else ())
+    def _infer(self, plan: ForwardPlan, feeds: dict[str, torch.Tensor], batch_size: int | None) -> torch.Tensor:
+        """The plan's one target in inference mode, on the host, computed ``batch_size`` rows at a time."""
+        (name,) = plan.target_names
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
-            for _, _, chunk_feeds, _ in EX.chunks(feeds, {}, batch_size):
-                values, _, _ = plan.run(chunk_feeds, training=False)
-                parts.append(values[layer.name].detach().cpu())
-        output = parts[0] if len(parts) == 1 else torch.cat(parts)
-        return (output, targets) if with_targets else output
+            for chunk in chunks(feeds, {}, batch_size):
+                parts.append(plan.run(chunk.feeds, training=False).values[name].detach().cpu())
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _classifier(self, name: str, call: str) -> Layer:
         layer = self[_single_name(name, call)]
@@ -414,6 +395,38 @@ class Network:
                 f"Use net.propagate({layer.name!r}, ...) for its raw output."
             )
         return layer
+
+    # -- connecting ---------------------------------------------------------------------
+    def connect(self, source: Layer, target: Any) -> Network:
+        """``source > target`` (source in this network): check everything, then build, merge and wire; atomic."""
+        if source.network is not self:
+            raise ValueError(f"{source.describe()} is not a layer of this network; write `{source.name} > layer`.")
+        if isinstance(target, Network):
+            raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
+        graph.check_connection(source, target)
+        built = graph.build_downstream(source, target)
+        if target.network is not self:
+            self._absorb(target.network)
+        target.incoming.append(source)
+        source.outgoing.append(target)
+        self._changed()
+        self.record("connect", source=source.name, target=target.name, shapes={layer.name: list(layer.shape) for layer in built})
+        return self
+
+    def connect_all(self, sources: Sequence[Layer], target: Layer) -> Network:
+        """Connect several sources into the merge layer ``target`` (of this network) at its construction; atomic."""
+        networks = graph.check_merge(sources, target)
+        graph.build_merge(sources, target)
+        network = networks[0]
+        for other in networks[1:] + [self]:
+            if other is not network:
+                network._absorb(other)
+        for source in sources:
+            target.incoming.append(source)
+            source.outgoing.append(target)
+        network._changed()
+        network.record("connect", sources=[s.name for s in sources], target=target.name)
+        return network
 
 
 @contextlib.contextmanager
@@ -434,204 +447,4 @@ def _single_name(name: Any, call: str) -> str:
     return name
 
 
-def _output_names(network: Network, outputs: Any) -> tuple[str, ...]:
-    names = (outputs,) if isinstance(outputs, str) else outputs
-    if not isinstance(names, (list, tuple)) or not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(f"Expected an output name or a list of output names first, but received {outputs!r}.")
-    if len(set(names)) != len(names):
-        raise ValueError(f"Each output may be named once, but received {list(names)}.")
-    for name in names:
-        layer = network[name]
-        if not layer.is_output:
-            raise ValueError(
-                f"{layer.describe()} is not an output layer (it has no cost); outputs of this network: "
-                f"{list(network.outputs)}. Use propagate() to read any layer."
-            )
-    return tuple(names)
-
-
-def _topological_order(layers: dict[str, Layer]) -> dict[str, Layer]:
-    """Kahn's algorithm; ties keep insertion order so the order is stable."""
-    position = {name: i for i, name in enumerate(layers)}
-    dependencies = {name: [d for d in _dependencies(layer) if d in layers] for name, layer in layers.items()}
-    pending = {name: len(deps) for name, deps in dependencies.items()}
-    dependents: dict[str, list[str]] = defaultdict(list)
-    for name, deps in dependencies.items():
-        for dependency in deps:
-            dependents[dependency].append(name)
-    ready = sorted((n for n, count in pending.items() if count == 0), key=position.get)
-    order: dict[str, Layer] = {}
-    while ready:
-        name = ready.pop(0)
-        order[name] = layers[name]
-        for dependent in dependents[name]:
-            pending[dependent] -= 1
-            if pending[dependent] == 0:
-                ready.append(dependent)
-                ready.sort(key=position.get)
-    return order
-
-
-def _dependencies(layer: Layer) -> list[str]:
-    return [p.name for p in layer.incoming] + list(layer.references())
-
-
-# -- connecting ----------------------------------------------------------------------
-def connect(source: Layer, target: Any) -> Network:
-    """``source > target``: check everything, then wire, merge and build; atomic."""
-    from mariana.layers.base import Layer
-
-    if isinstance(target, Network):
-        raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
-    if not isinstance(target, Layer):
-        raise TypeError(f"'>' connects two layers, but received {source.describe()} > {target!r}.")
-    _check_not_wrapped(source, target)
-    if target.connects_at_construction:
-        raise TypeError(
-            f"{target.describe()} connects the layers it references when it is constructed; "
-            f"pass {source.name!r} to it instead of using '>'."
-        )
-    _check_edge(source, target)
-    built = _build_downstream(source, target)
-    network = source.network
-    if target.network is not network:
-        network._absorb(target.network)
-    target.incoming.append(source)
-    source.outgoing.append(target)
-    network._changed()
-    network._record("connect", source=source.name, target=target.name,
-                    shapes={layer.name: list(layer.shape) for layer in built})
-    return network
-
-
-def connect_all(sources: Sequence[Layer], target: Layer) -> Network:
-    """Connect several sources into a merge layer at its construction, atomically."""
-    _check_not_wrapped(*sources)
-    seen: set[int] = set()
-    for source in sources:
-        if id(source) in seen:
-            raise ValueError(f"{target.describe()} received {source.describe()} twice.")
-        seen.add(id(source))
-    networks: list[Network] = []
-    for source in sources:
-        if not any(source.network is n for n in networks):
-            networks.append(source.network)
-    _check_names_disjoint(networks + [target.network], target)
-    shapes = tuple(source.shape for source in sources)
-    build = all(s is not None for s in shapes)
-    if build:
-        shape = target._infer_shape(shapes)
-        target._build(shapes, shape)
-    network = networks[0]
-    for other in networks[1:] + [target.network]:
-        if other is not network:
-            network._absorb(other)
-    for source in sources:
-        target.incoming.append(source)
-        source.outgoing.append(target)
-    network._changed()
-    network._record("connect", sources=[s.name for s in sources], target=target.name)
-    return network
-
-
-def _check_not_wrapped(*layers: Layer) -> None:
-    for layer in layers:
-        if layer.network is None:
-            raise TypeError(
-                f"{layer.describe()} is wrapped inside another layer (e.g. Bidirectional, TimeDistributed), "
-                f"so it is no longer a node of any graph; connect the wrapper instead."
-            )
-
-
-def _check_names_disjoint(networks: Sequence[Network], target: Layer) -> None:
-    owners: dict[str, Network] = {}
-    for network in networks:
-        for name in network._layers:
-            other = owners.get(name)
-            if other is not None and other is not network:
-                raise ValueError(
-                    f"Duplicate layer name {name!r}: connecting to {target.describe()} would merge two networks "
-                    f"that both have a layer called {name!r}. Give one of them another name=."
-                )
-            owners[name] = network
-
-
-def _check_edge(source: Layer, target: Layer) -> None:
-    if source is target:
-        raise ValueError(f"Cannot connect {source.describe()} to itself: that would be a cycle.")
-    if target.is_input:
-        raise ValueError(f"{target.describe()} is an Input and takes no incoming connection (from {source.describe()}).")
-    if source in target.incoming:
-        raise ValueError(f"{source.describe()} is already connected to {target.describe()}.")
-    if target.max_inputs is not None and len(target.incoming) >= target.max_inputs:
-        raise ValueError(
-            f"{target.describe()} takes {target.max_inputs} input(s) and already receives "
-            f"{[p.name for p in target.incoming]}; cannot also connect {source.describe()}. "
-            f"Join branches with ML.Concatenate or ML.M."
-        )
-    if source.network is target.network and _reaches(target, source):
-        raise ValueError(
-            f"Connecting {source.describe()} > {target.describe()} would create a cycle: "
-            f"{target.name!r} already feeds {source.name!r}."
-        )
-    if source.network is not target.network:
-        _check_names_disjoint([source.network, target.network], target)
-    target._check_incoming(source)
-
-
-def _reaches(start: Layer, goal: Layer) -> bool:
-    stack, seen = [start], set()
-    while stack:
-        layer = stack.pop()
-        if layer is goal:
-            return True
-        if id(layer) not in seen:
-            seen.add(id(layer))
-            stack.extend(layer.outgoing)
-    return False
-
-
-def _build_downstream(source: Layer, target: Layer) -> list[Layer]:
-    """Infer shapes for ``target`` and what follows it, then build their params.
-
-    Everything is computed first; params are created only when every shape
-    fits, and removed again if an initialization fails, so a failed ``>``
-    changes nothing.
-    """
-    lookup = {**source.network._layers, **target.network._layers}
-    new_shapes: dict[int, tuple] = {}
-    order: list[Layer] = []
-    for layer in _descendants_in_order(target):
-        if layer.shape is not None:
-            continue
-        incoming = layer.incoming + ([source] if layer is target else [])
-        if len(incoming) < layer.expected_inputs:
-            continue
-        shapes = tuple(new_shapes.get(id(p), (None, p.shape))[1] for p in incoming)
-        if any(shape is None for shape in shapes):
-            continue
-        layer._resolve_references(lookup)
-        new_shapes[id(layer)] = (shapes, layer._infer_shape(shapes))
-        order.append(layer)
-    built: list[Layer] = []
-    try:
-        for layer in order:
-            layer._build(*new_shapes[id(layer)])
-            built.append(layer)
-    except BaseException:
-        for layer in built:
-            layer._unbuild()
-        raise
-    return built
-
-
-def _descendants_in_order(start: Layer) -> list[Layer]:
-    seen: dict[int, Layer] = {}
-    stack = [start]
-    while stack:
-        layer = stack.pop()
-        if id(layer) not in seen:
-            seen[id(layer)] = layer
-            stack.extend(layer.outgoing)
-    members = {layer.name: layer for layer in seen.values()}
-    return [layer for layer in _topological_order(members).values()]
+install_network_factory(Network.for_new_layer)

@@ -34,16 +34,19 @@ import json
 import math
 import os
 import struct
-import tempfile
 import time
 import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
+
+from mariana.about import __version__
+from mariana.checks import is_int
+from mariana.files import as_path, atomic_write
+from mariana.network import Network
 
 FORMAT = "mariana"
 FORMAT_VERSION = 1
@@ -78,16 +81,14 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
     step counts). Either the whole file appears under ``path`` or nothing
     changes there.
     """
-    from mariana.network import Network
-
     if not isinstance(network, Network):
         raise TypeError(f"save expects a mariana Network, but received {type(network).__name__}.")
-    path = _as_path(path, "save")
+    path = as_path(path, "save")
     weights = _host_tensors(network.module.state_dict(), "weights")
     architecture = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "mariana_version": _mariana_version(),
+        "mariana_version": __version__,
         "torch_version": torch.__version__,
         "network": network.get_config(),
         "weights": {key: {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for key, t in weights.items()},
@@ -128,54 +129,6 @@ def _write_zip(handle: Any, members: dict[str, bytes]) -> None:
             archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data, compress_type=compression)
 
 
-# Read once: os.umask can only be read by setting it, which would race with writer threads.
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
-
-def atomic_write(path: str | os.PathLike, write: Any) -> None:
-    """Call ``write(binary_file)`` on a temp file beside ``path``, then atomically rename it to ``path``.
-
-    The temp file is fsynced before the rename and the directory after it; on
-    any error the temp file is removed and ``path`` is left as it was.
-
-    Example:
-        >>> import os, tempfile
-        >>> target = os.path.join(tempfile.mkdtemp(), "hello.txt")
-        >>> atomic_write(target, lambda f: f.write(b"hi") and None)
-        >>> from pathlib import Path
-        >>> Path(target).read_bytes()
-        b'hi'
-    """
-    target = Path(path)
-    directory = target.parent if str(target.parent) else Path(".")
-    if not directory.is_dir():
-        raise ValueError(f"Cannot write {str(target)!r}: its directory {str(directory)!r} does not exist.")
-    descriptor, temp_name = tempfile.mkstemp(dir=directory, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-            handle.flush()
-            if hasattr(os, "fchmod"):  # mkstemp makes it 0600; a saved file gets the usual umask-based mode
-                os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
-            os.fsync(handle.fileno())
-        os.replace(temp_name, target)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
-    _fsync_directory(directory)
-
-
-def _fsync_directory(directory: Path) -> None:
-    if os.name != "posix":
-        return
-    descriptor = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def _split_optimizer_state(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
     tensors: dict[str, torch.Tensor] = {}
     scalars: dict[str, dict] = {}
@@ -206,18 +159,6 @@ def _json_default(value: Any) -> Any:
     return repr(value)
 
 
-def _mariana_version() -> str:
-    import mariana
-
-    return mariana.__version__
-
-
-def _as_path(path: Any, call: str) -> Path:
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{call} expects a file path (str or os.PathLike), but received {type(path).__name__}.")
-    return Path(path)
-
-
 # -- loading ----------------------------------------------------------------------------
 def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     """Read a ``.mar`` file written by :func:`save` and return the rebuilt Network.
@@ -226,9 +167,7 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     well-formed ``.mar`` file of a supported version; nothing is written and
     no code from the file runs. ``max_bytes`` caps each tensor member.
     """
-    from mariana.network import Network
-
-    path = _as_path(path, "load")
+    path = as_path(path, "load")
     if not path.is_file():
         raise FileNotFoundError(f"No .mar file at {str(path)!r}.")
     where = f"{str(path)!r}"
@@ -258,7 +197,7 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
     except (RuntimeError, ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{where}: the stored state does not fit the architecture: {error}") from None
     network.log[:] = log
-    network._record("load", path=str(path), format_version=architecture["format_version"])
+    network.record("load", path=str(path), format_version=architecture["format_version"])
     return network
 
 
@@ -316,11 +255,11 @@ def _check_architecture(architecture: Any, where: str) -> None:
     if not isinstance(architecture, dict) or architecture.get("format") != FORMAT:
         raise ValueError(f"{where} is not a .mar file: {ARCHITECTURE} does not declare format {FORMAT!r}.")
     version = architecture.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+    if not is_int(version) or version < 1:
         raise ValueError(f"{where}: format_version must be a positive int, but is {version!r}.")
     if version > FORMAT_VERSION:
         raise ValueError(
-            f"{where} uses .mar format version {version}, newer than this Mariana ({_mariana_version()}) reads "
+            f"{where} uses .mar format version {version}, newer than this Mariana ({__version__}) reads "
             f"(up to {FORMAT_VERSION}). Upgrade mariana to load it."
         )
     if not isinstance(architecture.get("network"), dict) or not isinstance(architecture.get("weights"), dict):
@@ -330,8 +269,6 @@ def _check_architecture(architecture: Any, where: str) -> None:
 def _skeleton(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torch.dtype, tuple[int, ...]]]]:
     """The network built on the meta device (nothing allocated) and the tensors it declares, checked
     against the architecture's own list. The user's RNG state is left untouched."""
-    from mariana.network import Network
-
     with _fresh_rng(), torch.device("meta"):
         skeleton = _from_config(Network, architecture["network"], where)
     expected = {key: (t.dtype, tuple(t.shape)) for key, t in skeleton.module.state_dict().items()}

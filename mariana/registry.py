@@ -75,6 +75,11 @@ def lookup(name: str, expected: type | None = None) -> type:
     return klass
 
 
+def classes() -> dict[str, type]:
+    """Every registered class by name (a copy)."""
+    return dict(_CLASSES)
+
+
 def registered_name(obj: Any) -> str:
     """The name under which ``obj``'s class is registered."""
     klass = type(obj)

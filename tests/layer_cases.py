@@ -138,4 +138,12 @@ LAYER_CASES: list[LayerCase] = [
 ]
 
 #: Layer classes that are bases or exist only inside other layers, not meant to be cases.
-ABSTRACT_LAYERS = {"Layer", "OutputLayer", "Merge"}
+ABSTRACT_LAYERS = {"Layer", "OutputLayer", "Merge", "SequenceLayer", "Recurrent"}
+
+
+def layer_case(case_id: str) -> LayerCase:
+    """The case called ``case_id`` (tests name the case they reuse, so reordering the list changes nothing)."""
+    for case in LAYER_CASES:
+        if case.id == case_id:
+            return case
+    raise KeyError(f"No layer case {case_id!r}; known: {[case.id for case in LAYER_CASES]}.")

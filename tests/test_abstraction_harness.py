@@ -28,7 +28,7 @@ def test_config_round_trip_through_json(abstraction):
 def test_every_registered_abstraction_has_a_case():
     covered = {type(case).__name__ for case in ABSTRACTION_CASES}
     registered = {
-        name for name, cls in registry._CLASSES.items()
+        name for name, cls in registry.classes().items()
         if issubclass(cls, FAMILIES) and cls.__module__.startswith("mariana.") and name not in BASES
     }
     assert registered - covered == set(), "add a line to tests/abstraction_cases.py for each new abstraction"

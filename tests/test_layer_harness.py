@@ -45,10 +45,10 @@ def test_params_are_named_parameters_in_the_state_dict(case):
 @pytest.mark.parametrize("case", LAYER_CASES, ids=repr)
 def test_backward_reaches_every_param(case):
     network, layer = build(case)
-    plan = network._forward_plan((case.layer,))
+    plan = network.forward_plan(case.layer)
     feeds, _ = plan.prepare(case.feeds())
     feeds = {k: v.clone().requires_grad_(v.is_floating_point()) for k, v in feeds.items()}
-    values, _, _ = plan.run(feeds, training=True)
+    values = plan.run(feeds, training=True).values
     values[case.layer].float().pow(2).sum().backward()
     for name, feed in feeds.items():
         if feed.is_floating_point():
@@ -86,5 +86,5 @@ def test_every_layer_class_has_a_case():
     for case in LAYER_CASES:
         network, _ = build(case)
         covered.update(type(layer).__name__ for layer in network.layers.values())
-    registered = {name for name, cls in registry._CLASSES.items() if issubclass(cls, Layer) and cls.__module__.startswith("mariana.")}
+    registered = {name for name, cls in registry.classes().items() if issubclass(cls, Layer) and cls.__module__.startswith("mariana.")}
     assert registered - covered - ABSTRACT_LAYERS == set(), "add a line to tests/layer_cases.py for each new layer"

@@ -1,21 +1,10 @@
 """build_cnn, the network behind ``mariana demo --model cnn``, learns the 8x8 digits."""
 
 import numpy as np
-import pytest
-import torch
 
 import mariana as mar
 from mariana.datasets import digits
 from mariana.models import BUILDERS, build_cnn
-
-
-@pytest.fixture
-def one_thread():
-    # Tiny convolutions on a shared machine: a second intra-op thread only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def test_cnn_builder_is_registered_and_learns_digits(one_thread):

@@ -21,7 +21,7 @@ import mariana.layers as ML
 import mariana.scenari as MS
 from mariana import persistence
 from tests.abstraction_cases import ABSTRACTION_CASES
-from tests.layer_cases import LAYER_CASES
+from tests.layer_cases import LAYER_CASES, layer_case
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -157,7 +157,7 @@ def test_custom_registered_layer_with_a_buffer_round_trips(tmp_path):
 
 
 def test_generation_log_survives_and_records_save_and_load(tmp_path):
-    network = build(LAYER_CASES[1])
+    network = build(layer_case("Hidden"))
     network.note("first try")
     network.save(tmp_path / "m.mar")
     assert network.log[-1]["event"] == "save"
@@ -170,7 +170,7 @@ def test_generation_log_survives_and_records_save_and_load(tmp_path):
 
 
 def test_loading_leaves_the_global_rng_alone(tmp_path):
-    build(LAYER_CASES[1]).save(tmp_path / "m.mar")
+    build(layer_case("Hidden")).save(tmp_path / "m.mar")
     torch.manual_seed(5)
     expected = torch.rand(3)
     torch.manual_seed(5)
@@ -179,7 +179,7 @@ def test_loading_leaves_the_global_rng_alone(tmp_path):
 
 
 def test_load_never_unpickles(tmp_path, monkeypatch):
-    build(LAYER_CASES[3]).save(tmp_path / "m.mar")
+    build(layer_case("SoftmaxClassifier")).save(tmp_path / "m.mar")
 
     def forbidden(*args, **kwargs):
         raise AssertionError("unpickling attempted")
@@ -192,7 +192,7 @@ def test_load_never_unpickles(tmp_path, monkeypatch):
 
 
 def test_bad_arguments(tmp_path):
-    network = build(LAYER_CASES[0])
+    network = build(layer_case("Input"))
     with pytest.raises(TypeError, match="file path"):
         network.save(42)
     with pytest.raises(TypeError, match="Network"):
@@ -339,7 +339,7 @@ _SLOW_SAVE = textwrap.dedent("""
 def test_killed_save_never_leaves_a_corrupt_file(existing, tmp_path):
     target, marker = tmp_path / "m.mar", tmp_path / "half_written"
     if existing:
-        build(LAYER_CASES[1]).save(target)
+        build(layer_case("Hidden")).save(target)
         old = target.read_bytes()
     child = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
     try:
@@ -384,4 +384,6 @@ def test_saved_files_get_the_usual_permissions_not_the_temp_files(tmp_path):
     net = ML.Input(2, name="inp") > ML.Regression(1, name="out")
     net.save(tmp_path / "m.mar")
     mode = (tmp_path / "m.mar").stat().st_mode & 0o777
-    assert mode == 0o666 & ~persistence._UMASK  # 0o644 under the usual umask, not mkstemp's 0o600
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask  # 0o644 under the usual umask, not mkstemp's 0o600

@@ -58,7 +58,7 @@ def test_cli_explains_a_file_it_refuses(tmp_path, capsys):
 
 
 def test_log_records_construction_connections_trainings_notes_with_times(network):
-    network._record("training", outputs=["out"], epochs=2, batch_size=8, results={"valid": {"out": {"loss": 0.5}}})
+    network.record("training", outputs=["out"], epochs=2, batch_size=8, results={"valid": {"out": {"loss": 0.5}}})
     events = [entry["event"] for entry in network.log]
     assert events.count("construct") == len(network) and "connect" in events and events[-2:] == ["note", "training"]
     rows = log_rows(network.log)

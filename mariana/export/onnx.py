@@ -28,6 +28,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from mariana.files import as_path, atomic_write
+
 #: Example batch size used while tracing; the exported batch axis is dynamic.
 TRACE_BATCH = 2
 
@@ -41,14 +43,14 @@ class PositionalGraph(nn.Module):
     def __init__(self, network: Any, outputs: Sequence[str]) -> None:
         super().__init__()
         self.layers = network.module  # not 'graph': torch.fx modules use that name
-        self.plan = network._forward_plan(tuple(outputs))
+        self.plan = network.forward_plan(tuple(outputs))
         self.input_names = list(self.plan.input_names)
         self.output_names = list(outputs)
         #: ONNX value names must be unique: an output that is also an input gets a suffix.
         self.onnx_output_names = [f"{name}_output" if name in self.input_names else name for name in outputs]
 
     def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        values, _, _ = self.plan.run(dict(zip(self.input_names, inputs)), training=False)
+        values = self.plan.run(dict(zip(self.input_names, inputs)), training=False).values
         return tuple(values[name] for name in self.output_names)
 
 
@@ -59,9 +61,8 @@ def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None
     after the requested layers (``<name>_output`` for an Input exported as an
     output); axis 0 of each is a dynamic ``batch`` axis.
     """
-    from mariana.persistence import _as_path, atomic_write
 
-    path = _as_path(path, "to_onnx")
+    path = as_path(path, "to_onnx")
     names = _output_names(network, outputs)
     try:
         import onnx  # noqa: F401  (checked here for a clear message)
@@ -84,7 +85,7 @@ def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None
         network.module.train(was_training)
     model = program.model_proto
     atomic_write(path, lambda handle: handle.write(model.SerializeToString()) and None)
-    network._record("export", format="onnx", path=str(path), outputs=names)
+    network.record("export", format="onnx", path=str(path), outputs=names)
 
 
 def _output_names(network: Any, outputs: Sequence[str] | None) -> list[str]:

@@ -7,6 +7,8 @@ Example:
     ['out']
 """
 
+# Layers are born in a Network and wired by it: loading it here installs it (see layers.base).
+from mariana import network as _network  # noqa: E402, F401
 from mariana.layers.attention import MultiHeadAttention
 from mariana.layers.base import Layer
 from mariana.layers.convolution import Conv1D, Conv2D, Conv3D

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mariana.checks import positive_int
 from mariana.layers.base import Layer, Shape
-from mariana.layers.core import positive_int
 from mariana.layers.recurrent import check_lengths
 
 

@@ -10,14 +10,14 @@ Example: a custom layer that scales its input by a learned vector.
 
     >>> import torch, mariana as mar, mariana.layers as ML
     >>> @mar.register
-    ... class Scale(ML.Layer):
+    ... class LearnedScale(ML.Layer):
     ...     def output_shape(self, input_shape):
     ...         return input_shape
     ...     def build(self, input_shape):
     ...         self.add_param("s", input_shape, torch.nn.init.ones_, regularizable=False)
     ...     def forward(self, x):
     ...         return x * self.s
-    >>> net = ML.Input(3, name="x") > Scale(name="scale")
+    >>> net = ML.Input(3, name="x") > LearnedScale(name="scale")
     >>> net.propagate("scale", x=[[1.0, 2.0, 3.0]]).tolist()
     [[1.0, 2.0, 3.0]]
 """
@@ -29,17 +29,23 @@ import keyword
 import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
 from mariana import activations as MA
+from mariana import costs as MC
 from mariana import decorators as MD
 from mariana import initializations as MI
 from mariana import regularizations as MR
 from mariana import scenari as MS
+from mariana.checks import is_int
+from mariana.layers.expression import Operand
 from mariana.registry import Configurable, deserialize, serialize
+
+if TYPE_CHECKING:
+    from mariana.network import Network
 
 Shape = tuple[int, ...]
 
@@ -47,6 +53,24 @@ _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 #: Keywords of the run calls (net.test(..., batch_size=...)), so no layer can be named like them.
 RESERVED_NAMES = frozenset({"batch_size"})
 _AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
+
+#: Makes the one-layer Network every layer is born in. The graph sits above the layers, so it
+#: installs itself here when imported (``mariana.layers`` imports ``mariana.network``).
+_network_factory: Callable[[Layer], Network] | None = None
+
+
+def install_network_factory(factory: Callable[[Layer], Network]) -> None:
+    """Set what makes a new layer's own Network (called once, by ``mariana.network``)."""
+    global _network_factory
+    _network_factory = factory
+
+
+class LayerOutput(NamedTuple):
+    """What one layer computes in a forward pass (see :meth:`Layer.evaluate`)."""
+
+    pre: torch.Tensor  #: ``forward``'s result, before the activation
+    clean: torch.Tensor  #: after the activation, before training-only decorators
+    out: torch.Tensor  #: what the next layers receive
 
 
 def _snake_case(class_name: str) -> str:
@@ -83,17 +107,17 @@ def _as_list(value: Any, keyword_name: str, owner: str, expected: type) -> list:
 
 def as_shape(shape: Any, owner: str) -> Shape:
     """A shape as a tuple of positive ints (an int is a 1-d shape)."""
-    values = (shape,) if isinstance(shape, int) else shape
+    values = (shape,) if is_int(shape) else shape
     try:
         values = tuple(values)
     except TypeError:
         values = None
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+    if not values or not all(is_int(v) and v > 0 for v in values):
         raise ValueError(f"{owner}: expected a shape of positive ints (batch axis excluded), but received {shape!r}.")
-    return values
+    return tuple(int(v) for v in values)
 
 
-class Layer(Configurable, nn.Module):
+class Layer(Operand, Configurable, nn.Module):
     """Base of every Mariana layer.
 
     Subclasses set ``hyperparameters`` (constructor arguments kept as
@@ -150,9 +174,9 @@ class Layer(Configurable, nn.Module):
         self.incoming: list[Layer] = []
         self.outgoing: list[Layer] = []
         self.param_tags: dict[str, dict[str, bool]] = {}
-        from mariana.network import Network
-
-        self.network = Network._for_new_layer(self)
+        if _network_factory is None:
+            raise RuntimeError("Layers are made through `import mariana.layers`, which loads the graph they live in.")
+        self.network: Network | None = _network_factory(self)
 
     # -- what subclasses implement -------------------------------------------------
     def output_shape(self, *input_shapes: Shape) -> Shape:
@@ -180,6 +204,19 @@ class Layer(Configurable, nn.Module):
         this layer is wrapped (its wrapper checked the data it passes on).
         """
         return self.network is None or self.incoming[index].is_input
+
+    def evaluate(self, *inputs: torch.Tensor, training: bool, activate: bool = True) -> LayerOutput:
+        """``forward``, then the activation (unless ``activate`` is False), then, when training, the decorators.
+
+        Execution plans and wrappers run every layer through this one method.
+        """
+        pre = self(*inputs)
+        clean = self.activation(pre) if activate else pre
+        out = clean
+        if training:
+            for decorator in self.decorators:
+                out = decorator(out)
+        return LayerOutput(pre, clean, out)
 
     @property
     def learning_scenari(self) -> list[MS.LearningScenario]:
@@ -343,51 +380,22 @@ class Layer(Configurable, nn.Module):
             layer.input_shapes = layer.shape = None
 
     # -- graph operators ------------------------------------------------------------
-    def __gt__(self, other: Any):
-        from mariana.network import connect
+    def __gt__(self, other: Any) -> Network:
+        return self._network_or_error().connect(self, other)
 
-        return connect(self, other)
-
-    def __lt__(self, other: Any):
+    def __lt__(self, other: Any) -> Network:
         # The mirror of '>': Python calls `o.__lt__(h)` for `h > o` when o's class derives from h's.
         if isinstance(other, Layer):
-            from mariana.network import connect
-
-            return connect(other, self)
+            return other._network_or_error().connect(other, self)
         return NotImplemented
 
-    def _arith(self, op: str, other: Any, reflected: bool = False):
-        from mariana.layers.merges import Expression
-
-        left, right = (other, self) if reflected else (self, other)
-        return Expression.binary(op, left, right)
-
-    def __add__(self, other):
-        return self._arith("+", other)
-
-    def __radd__(self, other):
-        return self._arith("+", other, True)
-
-    def __sub__(self, other):
-        return self._arith("-", other)
-
-    def __rsub__(self, other):
-        return self._arith("-", other, True)
-
-    def __mul__(self, other):
-        return self._arith("*", other)
-
-    def __rmul__(self, other):
-        return self._arith("*", other, True)
-
-    def __truediv__(self, other):
-        return self._arith("/", other)
-
-    def __rtruediv__(self, other):
-        return self._arith("/", other, True)
-
-    def __neg__(self):
-        return self._arith("*", -1)
+    def _network_or_error(self) -> Network:
+        if self.network is None:
+            raise TypeError(
+                f"{self.describe()} is wrapped inside another layer (e.g. Bidirectional, TimeDistributed), "
+                f"so it is no longer a node of any graph; connect the wrapper instead."
+            )
+        return self.network
 
     # -- config ---------------------------------------------------------------------
     def get_config(self) -> dict:
@@ -421,8 +429,6 @@ _ABSTRACTION_BASES = {
 
 def decode_abstractions(config: dict) -> dict:
     """A layer config with its serialized abstractions turned back into objects."""
-    from mariana.costs import Cost
-
     decoded = dict(config)
     for key, base in _ABSTRACTION_BASES.items():
         if key not in decoded:
@@ -430,5 +436,5 @@ def decode_abstractions(config: dict) -> dict:
         value = decoded[key]
         decoded[key] = deserialize(value, base) if key == "activation" else [deserialize(v, base) for v in value]
     if decoded.get("cost") is not None:
-        decoded["cost"] = deserialize(decoded["cost"], Cost)
+        decoded["cost"] = deserialize(decoded["cost"], MC.Cost)
     return decoded

@@ -14,20 +14,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from mariana.checks import is_int, positive_int
 from mariana.layers.base import Layer, Shape
-from mariana.layers.core import positive_int
 
 
 def int_tuple(value: Any, rank: int, owner: str, what: str, minimum: int = 1) -> tuple[int, ...]:
     """``value`` (an int or ``rank`` ints) as a tuple of ``rank`` ints >= ``minimum``."""
-    values = (value,) * rank if isinstance(value, int) and not isinstance(value, bool) else value
+    values = (value,) * rank if is_int(value) else value
     try:
         values = tuple(values)
     except TypeError:
         values = ()
-    if len(values) != rank or not all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values):
+    if len(values) != rank or not all(is_int(v) and v >= minimum for v in values):
         raise ValueError(f"{owner}: {what} must be an int >= {minimum} or {rank} such ints, but received {value!r}.")
-    return values
+    return tuple(int(v) for v in values)
 
 
 def spatial_input(owner: Layer, input_shape: Shape, rank: int) -> None:

@@ -15,14 +15,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mariana._execution import as_tensor
+from mariana.checks import as_tensor, positive_int
 from mariana.layers.base import Layer, Shape, as_shape
-
-
-def positive_int(value: Any, owner: str, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{owner}: {what} must be a positive int, but received {value!r}.")
-    return value
 
 
 def dtype_from_name(name: Any, owner: str) -> torch.dtype:

@@ -14,9 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from mariana._execution import check_ids_in_range
+from mariana.checks import check_ids_in_range, positive_int
 from mariana.layers.base import Layer, Shape
-from mariana.layers.core import positive_int
 
 
 class Embedding(Layer):

@@ -14,95 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import numbers
-import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
 
-from mariana.layers.base import Layer, Shape
-
-_OPERATORS: dict[str, Callable] = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
-
-
-class Expression:
-    """An arithmetic tree over layers and numbers, built by ``+ - * /`` on layers."""
-
-    def __init__(self, op: str | None = None, args: tuple = (), layer: Layer | None = None,
-                 value: float | None = None) -> None:
-        self.op, self.args, self.layer, self.value = op, args, layer, value
-
-    @classmethod
-    def wrap(cls, item: Any) -> Expression:
-        if isinstance(item, Expression):
-            return item
-        if isinstance(item, Layer):
-            return cls(layer=item)
-        if isinstance(item, numbers.Real) and not isinstance(item, bool):
-            return cls(value=float(item))
-        raise TypeError(f"Layer arithmetic works with layers and numbers, but received {item!r}.")
-
-    @classmethod
-    def binary(cls, op: str, left: Any, right: Any) -> Expression:
-        return cls(op=op, args=(cls.wrap(left), cls.wrap(right)))
-
-    def __add__(self, other): return Expression.binary("+", self, other)
-    def __radd__(self, other): return Expression.binary("+", other, self)
-    def __sub__(self, other): return Expression.binary("-", self, other)
-    def __rsub__(self, other): return Expression.binary("-", other, self)
-    def __mul__(self, other): return Expression.binary("*", self, other)
-    def __rmul__(self, other): return Expression.binary("*", other, self)
-    def __truediv__(self, other): return Expression.binary("/", self, other)
-    def __rtruediv__(self, other): return Expression.binary("/", other, self)
-    def __neg__(self): return Expression.binary("*", self, -1)
-
-    def layers(self) -> list[Layer]:
-        """The layers referenced, in order of first appearance."""
-        found: list[Layer] = []
-        stack = [self]
-        order: list[Expression] = []
-        while stack:
-            node = stack.pop()
-            order.append(node)
-            stack.extend(reversed(node.args))
-        for node in order:
-            if node.layer is not None and not any(node.layer is f for f in found):
-                found.append(node.layer)
-        return found
-
-    def evaluate(self, values: dict[str, torch.Tensor]) -> torch.Tensor | float:
-        if self.layer is not None:
-            return values[self.layer.name]
-        if self.value is not None:
-            return self.value
-        return _OPERATORS[self.op](self.args[0].evaluate(values), self.args[1].evaluate(values))
-
-    def to_config(self) -> dict:
-        if self.layer is not None:
-            return {"layer": self.layer.name}
-        if self.value is not None:
-            return {"value": self.value}
-        return {"op": self.op, "args": [arg.to_config() for arg in self.args]}
-
-    @classmethod
-    def from_config(cls, config: Any, resolve: Callable[[str], Layer]) -> Expression:
-        if not isinstance(config, dict):
-            raise ValueError(f"Malformed expression node {config!r}.")
-        if set(config) == {"layer"}:
-            return cls(layer=resolve(config["layer"]))
-        if set(config) == {"value"} and isinstance(config["value"], (int, float)):
-            return cls(value=float(config["value"]))
-        if set(config) == {"op", "args"} and config["op"] in _OPERATORS and len(config["args"]) == 2:
-            return cls(op=config["op"], args=tuple(cls.from_config(a, resolve) for a in config["args"]))
-        raise ValueError(f"Malformed expression node {config!r}: expected {{'layer'}}, {{'value'}} or {{'op', 'args'}}.")
-
-    def __repr__(self) -> str:
-        if self.layer is not None:
-            return self.layer.name
-        if self.value is not None:
-            return repr(self.value)
-        return f"({self.args[0]!r} {self.op} {self.args[1]!r})"
+from mariana.layers.base import Layer, Shape, decode_abstractions
+from mariana.layers.expression import Expression
 
 
 def _resolver(resolve: Callable[[str], Layer] | None, owner: str) -> Callable[[str], Layer]:
@@ -122,15 +40,13 @@ class Merge(Layer):
     abstraction_keywords = ("activation", "decorators")
 
     def _connect_sources(self, sources: Sequence[Layer]) -> None:
-        from mariana.network import connect_all
-
         if not sources:
             raise ValueError(f"{self.describe()} needs at least one layer to merge.")
         for source in sources:
             if not isinstance(source, Layer):
                 raise TypeError(f"{self.describe()} merges layers, but received {source!r}.")
             self._check_incoming(source)
-        connect_all(list(sources), self)
+        self.network.connect_all(list(sources), self)
 
     @property
     def expected_inputs(self) -> int:
@@ -168,8 +84,6 @@ class M(Merge):
 
     @classmethod
     def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> M:
-        from mariana.layers.base import decode_abstractions
-
         config = decode_abstractions(config)
         config["expression"] = Expression.from_config(config["expression"], _resolver(resolve, cls.__name__))
         return cls(**config)
@@ -211,8 +125,6 @@ class Concatenate(Merge):
 
     @classmethod
     def from_config(cls, config: dict, resolve: Callable[[str], Layer] | None = None, **kwargs: Any) -> Concatenate:
-        from mariana.layers.base import decode_abstractions
-
         config = decode_abstractions(config)
         resolve = _resolver(resolve, cls.__name__)
         config["layers"] = [resolve(name) for name in config["layers"]]

@@ -19,7 +19,7 @@ import torch
 
 from mariana import activations as MA
 from mariana import costs as MC
-from mariana._execution import as_tensor, check_ids_in_range
+from mariana.checks import as_tensor, check_ids_in_range
 from mariana.layers.base import Layer, Shape
 from mariana.layers.core import Hidden
 from mariana.registry import serialize

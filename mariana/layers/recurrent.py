@@ -36,9 +36,8 @@ from typing import Any
 
 import torch
 
-from mariana._execution import check_in_range
+from mariana.checks import check_in_range, positive_int
 from mariana.layers.base import Layer, Shape
-from mariana.layers.core import positive_int
 
 
 def check_lengths(owner: Layer, lengths: torch.Tensor, steps: int) -> torch.Tensor:
@@ -58,7 +57,7 @@ def last_steps(outputs: torch.Tensor, lengths: torch.Tensor | None, return_seque
     return outputs[torch.arange(outputs.shape[0], device=outputs.device), lengths - 1]
 
 
-class _SequenceLayer(Layer):
+class SequenceLayer(Layer):
     """Base of layers taking a ``(time, features)`` sequence and, optionally, integer lengths ``(1,)``."""
 
     max_inputs = 2
@@ -96,7 +95,7 @@ class _SequenceLayer(Layer):
         return input_shape
 
 
-class _Recurrent(_SequenceLayer):
+class Recurrent(SequenceLayer):
     gates = 1
     hyperparameters = ("units", "return_sequences")
 
@@ -127,14 +126,14 @@ class _Recurrent(_SequenceLayer):
         return last_steps(outputs, lengths, self.return_sequences)
 
 
-class RNN(_Recurrent):
+class RNN(Recurrent):
     """Elman RNN: ``h_t = tanh(W x_t + b + U h_{t-1} + b_U)``; ``RNN(units, return_sequences=False)``."""
 
     def _run(self, x: torch.Tensor, h0: torch.Tensor, params: list[torch.Tensor]) -> torch.Tensor:
         return torch.rnn_tanh(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
 
 
-class LSTM(_Recurrent):
+class LSTM(Recurrent):
     """Long short-term memory, as ``torch.nn.LSTM``; ``LSTM(units, return_sequences=False)``."""
 
     gates = 4
@@ -148,7 +147,7 @@ class LSTM(_Recurrent):
         return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
 
 
-class GRU(_Recurrent):
+class GRU(Recurrent):
     """Gated recurrent unit, as ``torch.nn.GRU``; ``GRU(units, return_sequences=False)``."""
 
     gates = 3

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from mariana.checks import is_int
 from mariana.layers.base import Layer, Shape
 
 
@@ -36,8 +37,8 @@ class Reshape(Layer):
     hyperparameters = ("shape_to",)
 
     def __init__(self, shape: int | tuple[int, ...], **kwargs: Any) -> None:
-        values = (shape,) if isinstance(shape, int) else tuple(shape) if isinstance(shape, (list, tuple)) else None
-        if (not values or not all(isinstance(v, int) and not isinstance(v, bool) and (v > 0 or v == -1) for v in values)
+        values = (shape,) if is_int(shape) else tuple(shape) if isinstance(shape, (list, tuple)) else None
+        if (not values or not all(is_int(v) and (v > 0 or v == -1) for v in values)
                 or values.count(-1) > 1):
             raise ValueError(f"Reshape: shape must be positive ints with at most one -1 (batch axis excluded), but received {shape!r}.")
         super().__init__(**kwargs)

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from mariana.layers.base import Layer, Shape, decode_abstractions
-from mariana.layers.recurrent import _Recurrent, _SequenceLayer
+from mariana.layers.recurrent import Recurrent, SequenceLayer
 from mariana.registry import deserialize
 
 
@@ -41,14 +41,14 @@ class _Wrapper(Layer):
         kind = type(self).__name__
         if not isinstance(layer, expected) or layer.is_input or layer.is_output or layer.connects_at_construction:
             raise TypeError(f"{kind} wraps {what}, but received {layer!r}.")
-        if layer.network is None or len(layer.network._layers) != 1 or layer.shape is not None:
+        if layer.network is None or len(layer.network) != 1 or layer.shape is not None:
             raise ValueError(f"{kind} wraps a fresh, unconnected layer, but {layer.describe()} is already connected or wrapped.")
 
     def _adopt(self, *layers: Layer) -> None:
         object.__setattr__(self, "layer", layers[0])
         object.__setattr__(self, self.hyperparameters[0], layers[0])
         for layer in layers:
-            layer.network._release(layer, self.describe())
+            layer.network.release(layer, self.describe())
             self._modules[layer.name] = layer
 
     def sublayers(self) -> tuple[Layer, ...]:
@@ -59,11 +59,7 @@ class _Wrapper(Layer):
             layer.check_feed(index, values)
 
     def _apply(self, layer: Layer, *inputs: torch.Tensor) -> torch.Tensor:
-        y = layer.activation(layer(*inputs))
-        if self.training:
-            for decorator in layer.decorators:
-                y = decorator(y)
-        return y
+        return layer.evaluate(*inputs, training=self.training).out
 
     def _build_inner(self, input_shape: Shape) -> None:
         for layer in self.sublayers():  # a failed '>' unbuilds them again (Layer._unbuild)
@@ -81,7 +77,7 @@ class _Wrapper(Layer):
         return cls(**decoded)
 
 
-class Bidirectional(_Wrapper, _SequenceLayer):
+class Bidirectional(_Wrapper, SequenceLayer):
     """Runs ``rnn`` (RNN, LSTM or GRU) forwards and a copy backwards; concatenates their features.
 
     Output: ``(2*units,)``, or ``(time, 2*units)`` with ``return_sequences``.
@@ -92,8 +88,8 @@ class Bidirectional(_Wrapper, _SequenceLayer):
 
     hyperparameters = ("rnn",)
 
-    def __init__(self, rnn: _Recurrent, **kwargs: Any) -> None:
-        self._check_wrappable(rnn, _Recurrent, "an RNN, LSTM or GRU")
+    def __init__(self, rnn: Recurrent, **kwargs: Any) -> None:
+        self._check_wrappable(rnn, Recurrent, "an RNN, LSTM or GRU")
         super().__init__(**kwargs)
         backward = type(rnn).from_config({**rnn.get_config(), "name": f"{rnn.name}_backward"})
         self._adopt(rnn, backward)

@@ -31,7 +31,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from mariana import __version__
+from mariana.about import __version__
+from mariana.files import as_path, atomic_write
 from mariana.report.describe import describe_layer, human_bytes, human_count, totals
 from mariana.report.log import history_from_log, log_rows
 
@@ -52,9 +53,8 @@ def to_html(network: Any, path: str | os.PathLike, history: list[dict] | None = 
     curves of the network's latest Trainer run, kept in its generation log
     (and so in a saved ``.mar``), are drawn.
     """
-    from mariana.persistence import _as_path, atomic_write
 
-    path = _as_path(path, "to_html")
+    path = as_path(path, "to_html")
     if history is None:  # the curves of the network's latest Trainer run, recorded in its generation log
         history = history_from_log(network.log) or None
     page = render_html(network, history=history, title=title or path.stem).encode("utf-8")

@@ -13,8 +13,10 @@ Example:
 """
 
 from mariana.training import recorders, stops
+from mariana.training.fit import fit
 from mariana.training.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
-from mariana.training.trainer import ResumeWarning, Trainer, fit
+from mariana.training.resume import ResumeWarning
+from mariana.training.trainer import Trainer
 
 __all__ = [
     "Trainer", "DatasetMapper", "stops", "recorders", "fit",

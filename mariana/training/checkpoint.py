@@ -33,14 +33,14 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from mariana.persistence import atomic_write
+from mariana.files import atomic_write
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`mariana.persistence.atomic_write`: temp file, fsync, rename, fsync)."""
+    """Write ``data`` to ``path`` atomically (:func:`mariana.files.atomic_write`: temp file, fsync, rename, fsync)."""
     atomic_write(path, lambda file: file.write(data))
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mariana.checks import is_int
 from mariana.registry import Configurable, deserialize, serialize
 
 
@@ -34,7 +35,7 @@ class Sampler(Configurable):
     hyperparameters = ("seed",)
 
     def __init__(self, seed: int | None = None) -> None:
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        if seed is not None and (not is_int(seed) or seed < 0):
             raise ValueError(f"{type(self).__name__}: seed must be a non-negative int or None, but received {seed!r}.")
         self.seed = seed
         self.generator: np.random.Generator | None = None

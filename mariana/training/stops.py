@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from mariana.checks import int_at_least
 from mariana.registry import Configurable
 
 if TYPE_CHECKING:
@@ -55,9 +56,7 @@ class EpochWall(Stop):
     hyperparameters = ("epochs",)
 
     def __init__(self, epochs: int) -> None:
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"EpochWall: epochs must be an int >= 1, but received {epochs!r}.")
-        self.epochs = epochs
+        self.epochs = int_at_least(epochs, 1, "EpochWall: epochs")
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         return f"EpochWall: reached {self.epochs} epoch(s)" if entry["epoch"] >= self.epochs else None

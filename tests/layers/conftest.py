@@ -1,11 +1,6 @@
 import pytest
-import torch
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small tensors on a shared machine: a second intra-op thread only adds contention.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+@pytest.fixture(autouse=True, scope="module")
+def _layers_use_one_thread(one_thread):
     yield
-    torch.set_num_threads(previous)

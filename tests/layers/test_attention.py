@@ -71,7 +71,7 @@ def test_attention_units_and_gradients():
     net = ML.Input((5, 4), name="x") > att > ML.Flatten() > ML.Regression(1, learning_scenari=[MS.Adam(1e-2)], name="out")
     assert att.W_q.shape == (12, 4) and att.W_o.shape == (4, 12) and att.shape == (5, 4)
     x = seq(2, 5, 4).requires_grad_(True)
-    values, _, _ = net._forward_plan(("att",)).run({"x": x}, training=True)
+    values = net.forward("att", training=True, x=x)
     values["att"].pow(2).sum().backward()
     assert x.grad.abs().sum() > 0 and all(p.grad.abs().sum() > 0 for p in att.params.values())
     before = att.W_v.detach().clone()

@@ -37,8 +37,7 @@ def test_batchnorm_training_steps_match_torch_batchnorm(shape):
             reference.bias.copy_(bn.beta)
         reference.train()
         expected = reference(torch.from_numpy(x))
-        plan = net._forward_plan(("bn",))
-        values, _, _ = plan.run({"inp": torch.from_numpy(x)}, training=False)  # module in train mode: batch statistics
+        values = net.forward("bn", training=True, inp=x)  # training mode: batch statistics
         torch.testing.assert_close(values["bn"].detach(), expected.detach())
         net.train("out", inp=x, out=targets)
         with torch.no_grad():

@@ -178,7 +178,7 @@ def test_wrapped_layer_gradients_reach_both_directions():
     bi = ML.Bidirectional(ML.GRU(3, name="gru"), name="bi")
     net = ML.Input((5, 2), name="seq") > bi
     x = sequences(2, 5, 2).requires_grad_(True)
-    values, _, _ = net._forward_plan(("bi",)).run({"seq": x}, training=True)
+    values = net.forward("bi", training=True, seq=x)
     values["bi"].pow(2).sum().backward()
     for layer in bi.sublayers():
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.params.values())
@@ -202,7 +202,7 @@ def test_gru_shapes_and_gradients():
     net = ML.Input((6, 4), name="seq") > gru > ML.GRU(2, name="top")
     assert gru.shape == (6, 7) and net["top"].shape == (2,)
     x = sequences().requires_grad_(True)
-    values, _, _ = net._forward_plan(("top",)).run({"seq": x}, training=True)
+    values = net.forward("top", training=True, seq=x)
     values["top"].sum().backward()
     assert all(p.grad.abs().sum() > 0 for p in gru.params.values()) and x.grad.abs().sum() > 0
 

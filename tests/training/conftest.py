@@ -1,11 +1,6 @@
 import pytest
-import torch
 
 
 @pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: fast on a shared 2-core machine, and the same count in the child processes."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _training_uses_one_thread(one_thread):
     yield
-    torch.set_num_threads(previous)

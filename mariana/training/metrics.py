@@ -1,0 +1,57 @@
+"""Running sums of losses and correct predictions, kept on the device and read only when asked.
+
+The Trainer adds each step's mean loss (weighted by the rows it covered) and,
+for classifiers, the number of correct predictions. Nothing here reads a
+value back to the host until :meth:`EpochSums.means` is called (once per
+epoch, and at the progress bar's pace), so steps never wait for the device.
+
+Example:
+    >>> import torch
+    >>> sums = EpochSums(["out"], ["out"], torch.device("cpu"))
+    >>> sums.add("out", torch.tensor(0.5), 4, logits=torch.eye(4), class_ids=torch.tensor([0, 1, 2, 0]))
+    >>> sums.means()
+    {'out': {'loss': 0.5, 'accuracy': 0.75}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+
+class EpochSums:
+    """Per-output sums over the rows seen since the last reset: loss, correct predictions, row count."""
+
+    def __init__(self, outputs: Sequence[str], classifiers: Sequence[str], device: torch.device) -> None:
+        self.outputs, self.classifiers = list(outputs), list(classifiers)
+        self.loss = {name: torch.zeros((), device=device) for name in self.outputs}
+        self.correct = {name: torch.zeros((), dtype=torch.int64, device=device) for name in self.classifiers}
+        self.counts = dict.fromkeys(self.outputs, 0)
+
+    def add(self, name: str, loss: torch.Tensor, rows: int, logits: torch.Tensor | None = None,
+            class_ids: torch.Tensor | None = None) -> None:
+        """Add a batch of ``rows`` whose mean loss is ``loss``; classifiers also count ``argmax(logits) == class_ids``."""
+        self.loss[name].add_(loss.detach(), alpha=rows)
+        self.counts[name] += rows
+        if name in self.correct:
+            self.correct[name].add_((logits.detach().argmax(dim=-1) == class_ids).sum())
+
+    def means(self) -> dict[str, dict[str, float]]:
+        """Mean loss (and accuracy for classifiers) per output: a host sync."""
+        metrics = {}
+        for name in self.outputs:
+            count = max(self.counts[name], 1)
+            metrics[name] = {"loss": float(self.loss[name]) / count}
+            if name in self.correct:
+                metrics[name]["accuracy"] = float(self.correct[name]) / count
+        return metrics
+
+    def state_dict(self) -> dict:
+        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts}
+
+    def load_state_dict(self, state: dict) -> None:
+        device = next(iter(self.loss.values())).device
+        self.loss = {k: v.to(device) for k, v in state["loss_sums"].items()}
+        self.correct = {k: v.to(device) for k, v in state["correct"].items()}
+        self.counts = dict(state["counts"])

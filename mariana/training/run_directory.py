@@ -1,0 +1,129 @@
+"""The run directory: run.json, the data copy, checkpoints, and the background thread that writes them.
+
+Layout::
+
+    run_dir/run.json        network architecture, trainer settings, data hashes, machine
+    run_dir/data/           one copy of each in-memory stream (safetensors)
+    run_dir/checkpoints/    ckpt-NNNNNN-eE-sS.safetensors (see mariana.training.checkpoint)
+    run_dir/latest, best    pointers to checkpoints
+
+Writes happen on one background thread, in submission order, so the training
+loop never waits for the disk; :meth:`RunDirectory.drain` waits for them and
+raises the first error. Every file is written atomically.
+
+Example:
+    >>> import tempfile, torch
+    >>> run = RunDirectory(tempfile.mkdtemp())
+    >>> run.start_writer()
+    >>> run.save_checkpoint({"w": torch.ones(2), "epoch": 1}, epoch=1, step=0)
+    >>> run.drain(); run.close()
+    >>> run.load_checkpoint()["w"].tolist()
+    [1.0, 1.0]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import safetensors.numpy
+import torch
+
+from mariana.registry import serialize
+from mariana.training import checkpoint as CK
+from mariana.training.mappers import DatasetMapper
+
+RUN_FORMAT = 1
+
+
+class RunDirectory:
+    """One run's folder and its checkpoint store, with a single background writer."""
+
+    def __init__(self, path: str | Path, keep_checkpoints: int = 3) -> None:
+        self.path = Path(path)
+        self.store = CK.CheckpointStore(self.path, keep_checkpoints)
+        self._writer: concurrent.futures.ThreadPoolExecutor | None = None
+        self._jobs: list[concurrent.futures.Future] = []
+
+    @property
+    def run_file(self) -> Path:
+        return self.path / "run.json"
+
+    def holds_run(self) -> bool:
+        return self.run_file.exists()
+
+    # -- the background writer ------------------------------------------------------------
+    def start_writer(self) -> None:
+        if self._writer is None:
+            self._writer = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-checkpoint")
+
+    def submit(self, function: Callable[..., Any], *args: Any) -> None:
+        """Run ``function(*args)`` on the writer thread (after raising any earlier write's error)."""
+        self.raise_failed_writes()
+        self.start_writer()
+        self._jobs.append(self._writer.submit(function, *args))
+
+    def raise_failed_writes(self) -> None:
+        pending = []
+        for job in self._jobs:
+            if job.done():
+                job.result()
+            else:
+                pending.append(job)
+        self._jobs = pending
+
+    def drain(self) -> None:
+        """Wait for every submitted write; raises the first one's error."""
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.result()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
+
+    # -- run files --------------------------------------------------------------------------
+    def write_run(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
+        """Create the folder now; write the data copy and run.json in the background."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.submit(self._write_run_files, run, dict(streams))
+
+    def _write_run_files(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
+        data = self.path / "data"
+        data.mkdir(exist_ok=True)
+        for name, mapper in streams.items():
+            CK.write_bytes(data / f"{name}.safetensors", safetensors.numpy.save(mapper.arrays()))
+        run["trainer"]["streams"] = {name: mapper.describe() for name, mapper in streams.items()}
+        CK.write_json(self.run_file, run)
+
+    def read_run(self) -> dict:
+        if not self.holds_run():
+            raise FileNotFoundError(f"{str(self.path)!r} is not a Mariana run directory (no run.json).")
+        return CK.read_json(self.run_file)
+
+    def load_data(self, stream: str, info: dict) -> DatasetMapper:
+        """The run's own copy of ``stream``'s data, as a mapper with the recorded sampler."""
+        arrays = safetensors.numpy.load_file(str(self.path / "data" / f"{stream}.safetensors"))
+        return DatasetMapper.from_arrays(arrays, info)
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def save_checkpoint(self, state: dict, epoch: int, step: int, best: bool = False) -> None:
+        """Snapshot ``state`` now (its tensors copied to the host) and write it in the background."""
+        tensors: dict[str, torch.Tensor] = {}
+        document = CK.split_tensors(state, tensors, "state")
+        self.submit(self.store.save, tensors, document, epoch, step, best)
+
+    def load_checkpoint(self, which: str = "latest") -> dict:
+        tensors, document = self.store.load(which)
+        return CK.join_tensors(document, tensors)
+
+
+def describe_object(obj: Any) -> dict:
+    """A stop or recorder as run.json keeps it: its config, or the class name of an unregistered one."""
+    try:
+        return serialize(obj)
+    except ValueError:
+        return {"unregistered": f"{type(obj).__module__}.{type(obj).__qualname__}"}

@@ -1,0 +1,131 @@
+"""The package's shape: imports run one way, no private names cross modules, modules and functions stay small.
+
+Run alone with ``python -m pytest tests/test_architecture.py -q``. Imports are
+read from the source (``ast``), function-level ones included; imports under
+``if TYPE_CHECKING:`` do not run and are not counted. The only upward imports
+allowed are the lazy ones in Network's convenience methods (``save``,
+``summary``, ``to_html``, ``to_onnx``, ``fit``), as Keras' ``Model.export`` does.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "mariana"
+CONVENIENCE_METHODS = {("mariana.network", "Network", name) for name in ("save", "summary", "to_html", "to_onnx", "fit")}
+MAX_MODULE_LINES = 450
+MAX_FUNCTION_LINES = 60
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {module_name(path): path for path in sorted(PACKAGE.rglob("*.py")) if "node_modules" not in path.parts}
+
+
+def is_type_checking(node: ast.If) -> bool:
+    test = node.test
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+
+
+def imports(module: str) -> list[tuple[str, str, str | None]]:
+    """(imported module, imported name or '', enclosing Class.function or None) for every executed import."""
+    tree = ast.parse(MODULES[module].read_text())
+    found: list[tuple[str, str, str | None]] = []
+
+    def visit(node: ast.AST, scope: list[str]) -> None:
+        if isinstance(node, ast.If) and is_type_checking(node):
+            for child in node.orelse:
+                visit(child, scope)
+            return
+        where = ".".join(scope) if scope else None
+        if isinstance(node, ast.Import):
+            found.extend((alias.name, "", where) for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.append((submodule, "", where) if submodule in MODULES else (node.module, alias.name, where))
+        inner = scope + [node.name] if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) else scope
+        for child in ast.iter_child_nodes(node):
+            visit(child, inner)
+
+    visit(tree, [])
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph: dict[str, set[str]] = {name: set() for name in MODULES}
+    for module in MODULES:
+        for target, _, where in imports(module):
+            if target not in MODULES or target == module:
+                continue
+            scope = tuple(where.split(".")) if where else ()
+            if len(scope) == 2 and (module, *scope) in CONVENIENCE_METHODS:
+                continue
+            graph[module].add(target)
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for target in sorted(graph[node]):
+            if state.get(target) == 1:
+                return stack[stack.index(target):] + [target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_checker_finds_a_cycle_when_there_is_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_import_cycle_among_the_package_modules():
+    graph = import_graph()
+    assert "mariana.execution" in graph["mariana.network"]  # the graph is really read
+    assert find_cycle(graph) is None, f"import cycle: {' -> '.join(find_cycle(graph))}"
+
+
+def test_layers_do_not_import_what_sits_above_them():
+    above = {"mariana.graph", "mariana.execution", "mariana.network", "mariana.persistence", "mariana.training"}
+    for module in MODULES:
+        if module.startswith("mariana.layers.") or module in {"mariana.checks", "mariana.files", "mariana.registry"}:
+            reached = {target for target, _, _ in imports(module) if any(target.startswith(name) for name in above)}
+            assert not reached, f"{module} imports {reached}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_private_name_is_imported_from_another_module(module):
+    private = [(target, name) for target, name, _ in imports(module)
+               if target.startswith("mariana") and target != module
+               and (name.startswith("_") and not name.startswith("__") or any(part.startswith("_") and part != "__init__"
+                                                                              for part in target.split(".")))]
+    assert not private, f"{module} imports private names {private}"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_modules_and_functions_stay_small(module):
+    source = MODULES[module].read_text()
+    assert len(source.splitlines()) <= MAX_MODULE_LINES, f"{module} has {len(source.splitlines())} lines"
+    long = [(node.name, node.end_lineno - node.lineno + 1) for node in ast.walk(ast.parse(source))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > MAX_FUNCTION_LINES]
+    assert not long, f"{module}: functions over {MAX_FUNCTION_LINES} lines: {long}"
