@@ -26,6 +26,12 @@ def public_names(module: str) -> list[str]:
     return [name for name in names if not isinstance(getattr(mod, name), type(mod)) and not name.startswith("__")]
 
 
+def defined_at(module: str, name: str) -> str:
+    """Where a re-exported or lazily imported name is defined (its entry may be documented there)."""
+    value = getattr(importlib.import_module(module), name)
+    return f"{getattr(value, '__module__', module)}.{getattr(value, '__qualname__', name)}"
+
+
 PUBLIC_MODULES = ["mariana", "mariana.layers", "mariana.activations", "mariana.costs", "mariana.scenari",
                   "mariana.regularizations", "mariana.decorators", "mariana.initializations", "mariana.training"]
 
@@ -40,7 +46,8 @@ def test_strict_site_build(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "WARNING" not in result.stderr, result.stderr[-3000:]
     anchors = {anchor for page in (tmp_path / "site" / "api").glob("*.html") for anchor in re.findall(r'id="([\w.]+)"', page.read_text())}
-    missing = [f"{module}.{name}" for module in PUBLIC_MODULES for name in public_names(module) if f"{module}.{name}" not in anchors]
+    missing = [f"{module}.{name}" for module in PUBLIC_MODULES for name in public_names(module)
+               if not {f"{module}.{name}", defined_at(module, name)} & anchors]
     assert missing == [], f"public names without an entry in the API reference: {missing}"
 
 
