@@ -10,6 +10,8 @@ DOCS = ROOT / "docs"
 README = ROOT / "README.md"
 #: A Python block that is shown but not run is fenced as ``` { .python .no-run } ``` (rendered as Python by the site).
 NO_RUN = "{ .python .no-run }"
+#: What the Python block just above prints, checked like a doctest (``...`` matches anything, whitespace is normalized).
+OUTPUT = "{ .text .output }"
 FENCE = re.compile(r"^(?P<fence>```+)(?P<info>[^\n`]*)\n(?P<code>.*?)^(?P=fence)[ \t]*$", re.MULTILINE | re.DOTALL)
 
 
@@ -20,9 +22,23 @@ def code_blocks(path: Path) -> list[tuple[int, str, str]]:
             for match in FENCE.finditer(text)]
 
 
-def python_blocks(path: Path) -> list[tuple[int, str]]:
-    """The blocks to run: fenced ```python, in page order."""
-    return [(line, code) for line, info, code in code_blocks(path) if info == "python"]
+def python_blocks(path: Path) -> list[tuple[int, str, str | None]]:
+    """The blocks to run, in page order: ``(line, code, expected output or None)``.
+
+    An output block must follow its Python block with nothing but blank lines between them.
+    """
+    text = path.read_text()
+    matches = list(FENCE.finditer(text))
+    blocks = []
+    for index, match in enumerate(matches):
+        if match.group("info").strip() != "python":
+            continue
+        following = matches[index + 1] if index + 1 < len(matches) else None
+        expected = None
+        if following is not None and following.group("info").strip() == OUTPUT and not text[match.end():following.start()].strip():
+            expected = following.group("code")
+        blocks.append((text.count("\n", 0, match.start("code")) + 1, match.group("code"), expected))
+    return blocks
 
 
 def pages() -> list[Path]:
