@@ -1,106 +1,245 @@
 """The ``mariana`` command: demo, show, html, resume, bench.
 
+A wrong argument is one line on stderr and exit status 2, never a traceback.
+``--import MODULE`` (repeatable) on show, html and resume imports the module
+that registers a model's custom classes (``@mariana.register``). Everything
+printed from a file (summaries, logs, messages quoting it) has its control
+characters escaped, so a file cannot drive the terminal.
+
 Example:
     $ mariana demo
     $ mariana show model.mar
+    $ mariana show --import mylayers custom.mar
+
+    >>> printable("note\\x1b]0;pwned\\x07 ok")
+    'note\\\\x1b]0;pwned\\\\x07 ok'
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mariana.report.log import printable
 
 
+class CommandError(Exception):
+    """A problem with what the user asked for: printed as one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints the usage too: keep it to one line
+        self.exit(2, printable(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+
+def at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an int ``>= minimum``."""
+
+    def convert(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, but received {text!r}")
+        return value
+
+    convert.__name__ = f"int >= {minimum}"
+    return convert
+
+
+def _say(text: str) -> None:
+    print(printable(text))
+
+
+# -- commands -----------------------------------------------------------------------------
 def _demo(args: argparse.Namespace) -> int:
     from mariana.demo import run_demo
 
     return run_demo(args)
 
 
-def _load_or_explain(command: str, path: str):
-    """The network saved at ``path``, or None after printing why it cannot be loaded (no traceback)."""
-    import mariana
+def _import_modules(modules: Sequence[str] | None) -> None:
+    """Import the modules named by ``--import`` (from the current folder too, as ``python -m`` would)."""
+    if not modules:
+        return
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except (ImportError, ValueError, TypeError) as error:  # unknown, empty or relative names
+            raise CommandError(f"--import {name}: {error}") from None
+
+
+def _unregistered_classes(document: Any) -> list[str]:
+    """Class names in a config document (``{"class": ..., "config": ...}`` anywhere) that are not registered."""
+    from mariana import registry
+
+    found: set[str] = set()
+    stack, seen = [document], 0
+    while stack and seen < 100_000:
+        item, seen = stack.pop(), seen + 1
+        if isinstance(item, dict):
+            name = item.get("class")
+            if isinstance(name, str) and isinstance(item.get("config"), dict):
+                try:
+                    registry.lookup(name)
+                except ValueError:
+                    found.add(name)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return sorted(found)
+
+
+def _mar_architecture(path: str) -> Any:
+    """The architecture document of a .mar file, read with the loader's own caps (None if unreadable)."""
+    import zipfile
+
+    from mariana import persistence as P
 
     try:
-        return mariana.load(path)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"mariana {command}: {error}", file=sys.stderr)
+        with zipfile.ZipFile(path) as archive:
+            members = P._check_members(archive, repr(path))
+            return P._read_json(archive, members[P.ARCHITECTURE], repr(path))
+    except (OSError, ValueError, zipfile.BadZipFile):
         return None
 
 
+def _explain_unregistered(command: str, target: str, document: Any, error: Exception) -> CommandError:
+    missing = _unregistered_classes(document)
+    if not missing:
+        return CommandError(str(error))
+    names = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+    return CommandError(
+        f"{target} uses class(es) {names}, which are not registered here. Import the module that defines them "
+        f"(with @mariana.register) with --import MODULE (repeatable), e.g. mariana {command} --import mylayers {target}"
+    )
+
+
+def _load(command: str, args: argparse.Namespace) -> Any:
+    import mariana
+
+    _import_modules(args.imports)
+    try:
+        return mariana.load(args.model)
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    except ValueError as error:
+        raise _explain_unregistered(command, args.model, _mar_architecture(args.model), error) from None
+
+
 def _show(args: argparse.Namespace) -> int:
-    network = _load_or_explain("show", args.model)
-    if network is None:
-        return 2
-    print(network.summary())
+    network = _load("show", args)
+    _say(network.summary())
     if args.log:
         from mariana.report import format_log
 
-        print("\nGeneration log (UTC):")
-        print(format_log(network.log))
+        _say("\nGeneration log (UTC):")
+        _say(format_log(network.log))
     return 0
 
 
 def _html(args: argparse.Namespace) -> int:
-    network = _load_or_explain("html", args.model)
-    if network is None:
-        return 2
-    output = args.output or str(args.model).removesuffix(".mar") + ".html"
+    output = Path(args.output or str(args.model).removesuffix(".mar") + ".html")
+    if output.is_dir():
+        raise CommandError(f"cannot write the report to {str(output)!r}: it is a folder; give a file name, e.g. -o {output / 'model.html'}")
+    if not output.parent.is_dir():
+        raise CommandError(f"cannot write the report to {str(output)!r}: the folder {str(output.parent)!r} does not exist")
+    network = _load("html", args)
     network.to_html(output)
-    print(f"Wrote {output}")
+    _say(f"Wrote {output}")
     return 0
 
 
 def _resume(args: argparse.Namespace) -> int:
     from mariana.training import Trainer
+    from mariana.training import checkpoint as CK
 
+    _import_modules(args.imports)
     try:
         trainer = Trainer.resume(args.run_dir)
-    except (FileNotFoundError, ValueError) as error:  # a missing or refused run directory: one clear line
-        print(f"mariana resume: {error}", file=sys.stderr)
-        return 2
-    print(f"Run finished after {len(trainer.history)} epoch(s); results in {args.run_dir}")
+    except FileNotFoundError as error:
+        raise CommandError(str(error)) from None
+    except ValueError as error:  # a refused run directory: one clear line
+        try:
+            run = CK.read_json(Path(args.run_dir) / "run.json")
+        except (OSError, ValueError):
+            run = None
+        raise _explain_unregistered("resume", args.run_dir, run, error) from None
+    _say(f"Run finished after {len(trainer.history)} epoch(s); results in {args.run_dir}")
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mariana.demo import run_bench
+    from mariana.bench import run
 
-    return run_bench(args)
+    run(args.steps, args.repeats, args.numpy)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mariana", description="Mariana, the cutest deep learning framework.")
-    commands = parser.add_subparsers(dest="command", required=True)
+    from mariana.about import __version__
+
+    parser = _Parser(prog="mariana", description="Mariana, the cutest deep learning framework.")
+    parser.add_argument("--version", action="version", version=f"mariana {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{demo,show,html,resume,bench}")
     demo = commands.add_parser("demo", help="train on the embedded digits data set (or MNIST) and keep the run")
-    demo.add_argument("--epochs", type=int, default=None, help="training epochs (default: the demo's own)")
-    demo.add_argument("--seed", type=int, default=0)
     from mariana.demo import add_arguments
 
     add_arguments(demo)
     demo.set_defaults(handler=_demo)
+    imports = {"action": "append", "dest": "imports", "metavar": "MODULE",
+               "help": "import MODULE first, to register the custom classes the file uses (repeatable)"}
     show = commands.add_parser("show", help="print the summary of a saved model")
     show.add_argument("model")
     show.add_argument("--log", action="store_true", help="also print the generation log")
+    show.add_argument("--import", **imports)
     show.set_defaults(handler=_show)
     html = commands.add_parser("html", help="write the HTML report of a saved model")
     html.add_argument("model")
-    html.add_argument("-o", "--output", default=None)
+    html.add_argument("-o", "--output", default=None, help="the page to write (default: the model's path with .html)")
+    html.add_argument("--import", **imports)
     html.set_defaults(handler=_html)
     resume = commands.add_parser("resume", help="resume an interrupted training run")
     resume.add_argument("run_dir")
+    resume.add_argument("--import", **imports)
     resume.set_defaults(handler=_resume)
     bench = commands.add_parser("bench", help="compare a training step with a plain PyTorch loop")
-    bench.add_argument("--steps", type=int, default=300)
+    from mariana.bench import add_arguments as bench_arguments
+
+    bench_arguments(bench, at_least(1))
     bench.set_defaults(handler=_bench)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except CommandError as error:
+        _fail(args.command, str(error))
+        return 2
+    except OSError as error:  # a folder that cannot be written, a full disk: the path and the reason, no traceback
+        where = f"{error.filename}: " if error.filename and str(error.filename) not in str(error.strerror or "") else ""
+        _fail(args.command, f"cannot write or read {where}{error.strerror or error}")
+        return 2
+    except KeyboardInterrupt as error:  # the Trainer's message says how to resume
+        _fail(args.command, str(error) or "interrupted")
+        return 130
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def _fail(command: str, message: str) -> None:
+    print(printable(f"mariana {command}: " + " ".join(message.splitlines())), file=sys.stderr)
+
+
+if __name__ == "__main__":  # python -m mariana.cli: run the importable module, whose classes demo.py shares
+    from mariana.cli import main as _main
+
+    sys.exit(_main())

@@ -54,8 +54,9 @@ def digits(test_fraction: float = 0.2, seed: int = 0) -> dict[str, dict[str, np.
 def read_idx(path: str | os.PathLike) -> np.ndarray:
     """One idx file (gzip or not) as a numpy array; checks the magic number and the size.
 
-    Images (magic 2051) come back as uint8 ``(count, rows, cols)``, labels
-    (magic 2049) as uint8 ``(count,)``.
+    Images (magic 2051) come back raw, as uint8 ``(count, rows, cols)`` in
+    [0, 255], labels (magic 2049) as uint8 ``(count,)``; :func:`mnist` scales
+    and flattens them.
     """
     path = Path(path)
     opener = gzip.open if path.suffix == ".gz" else open
@@ -79,7 +80,7 @@ def _idx_folder(path: str | os.PathLike | None, name: str) -> Path:
     """The folder holding the four files: ``path``, else ``$MARIANA_DATA/<name>`` or ``$MARIANA_DATA`` itself."""
     if path is not None:
         return Path(path)
-    root = os.environ.get("MARIANA_DATA")
+    root = os.environ.get("MARIANA_DATA") or None  # set but empty counts as unset
     if root is None:
         raise FileNotFoundError(
             f"{name}: no path given and $MARIANA_DATA is not set. Pass the folder holding {IDX_FILES[('train', 'x')]} etc., "
@@ -105,10 +106,18 @@ def _load_idx_set(path: str | os.PathLike | None, name: str) -> dict[str, dict[s
 
 
 def mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """MNIST: ``{"train": {"x", "y"}, "test": {"x", "y"}}``, ``x`` float32 ``(n, 784)`` in [0, 1], ``y`` int64."""
+    """MNIST, ready to train on: ``{"train": {"x", "y"}, "test": {"x", "y"}}``.
+
+    ``x`` is float32 **already scaled to [0, 1]** (the bytes divided by 255; do
+    not divide again) and **flattened**: ``(60000, 784)`` for train,
+    ``(10000, 784)`` for test; reshape to ``(-1, 1, 28, 28)`` for a
+    convolution. ``y`` holds the class ids 0-9 as int64, shape ``(n,)``.
+    Reads the four idx files from ``path`` or ``$MARIANA_DATA`` (see the module
+    docstring); nothing is downloaded.
+    """
     return _load_idx_set(path, "mnist")
 
 
 def fashion_mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
-    """Fashion-MNIST, in the same layout as :func:`mnist`."""
+    """Fashion-MNIST, in the same layout as :func:`mnist`: ``x`` float32 in [0, 1] of shape ``(n, 784)``, ``y`` int64."""
     return _load_idx_set(path, "fashion-mnist")

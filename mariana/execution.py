@@ -70,6 +70,13 @@ def chunks(feeds: Tensors, targets: Tensors, batch_size: int | None) -> Iterator
         yield Chunk(start, stop, {k: v[start:stop] for k, v in feeds.items()}, {k: v[start:stop] for k, v in targets.items()})
 
 
+def check_finite(tensor: torch.Tensor, owner: Layer, role: str) -> None:
+    """``ValueError`` naming ``owner`` and how many values are NaN or infinite (host data only: no device sync)."""
+    if tensor.is_floating_point() and tensor.device.type == "cpu" and not bool(torch.isfinite(tensor).all()):
+        count = int(tensor.numel() - torch.isfinite(tensor).sum())
+        raise ValueError(f"{owner.describe()} received {count} NaN or infinite value(s) in its {role}; clean or mask them before training.")
+
+
 def _to(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
     if tensor.device == device:
         return tensor
@@ -164,7 +171,7 @@ class ForwardPlan:
     def prepare(self, batch: Mapping[str, Any], target_outputs: tuple[Layer, ...] = ()) -> tuple[Tensors, Tensors]:
         """Check and convert a batch: (Input feeds, output targets), on the plan's device."""
         target_keys = {layer.name: layer for layer in target_outputs if layer.takes_targets}
-        self._check_keys(batch, target_keys)
+        self._check_keys(batch, target_keys, target_outputs)
         feeds: Tensors = {}
         size, size_owner = None, None
         for name in self.input_names:
@@ -178,7 +185,10 @@ class ForwardPlan:
                 raise ValueError(
                     f"Batch size mismatch: {size_owner.describe()} received {size} rows but {layer.describe()} received {tensor.shape[0]}."
                 )
+            check_finite(tensor, layer, "input data")
             feeds[name] = tensor
+        if size == 0:
+            raise ValueError(f"{size_owner.describe()} received an empty batch (0 rows); a call needs at least one row.")
         for name, layer, index in self.feed_checks:
             layer.check_feed(index, feeds[name])
         device = self.device
@@ -188,6 +198,7 @@ class ForwardPlan:
             if name not in batch:
                 raise ValueError(f"Missing targets for {layer.describe()}: pass them as {name}=... (received keys {sorted(batch)}).")
             tensor = layer.accept_targets(batch[name])
+            check_finite(tensor, layer, "targets")
             if size is not None and tensor.shape[0] != size:
                 raise ValueError(
                     f"Batch size mismatch: {size_owner.describe()} received {size} rows but the targets of {layer.describe()} have {tensor.shape[0]}."
@@ -195,7 +206,14 @@ class ForwardPlan:
             targets[name] = _to(tensor, device)
         return feeds, targets
 
-    def _check_keys(self, batch: Mapping[str, Any], target_keys: Mapping[str, Layer]) -> None:
+    def _check_keys(self, batch: Mapping[str, Any], target_keys: Mapping[str, Layer], requested: tuple[Layer, ...]) -> None:
+        for layer in requested:
+            if not layer.takes_targets and layer.name in batch:
+                source = " and ".join(repr(name) for name in layer.references()) or "its input"
+                raise ValueError(
+                    f"{layer.describe()} takes no targets; it reconstructs the output of {source} in the same forward pass. "
+                    f"Remove {layer.name}=... from the call."
+                )
         for key in batch:
             if key not in self.input_names and key not in target_keys and key not in self.ignored_keys:
                 raise ValueError(
@@ -298,10 +316,21 @@ class TrainingPlan(CostPlan):
 
     def step(self, result: CostResult) -> None:
         """Back-propagate :meth:`objective` and take one step of every optimizer."""
+        self.backward(result)
+        self.apply()
+
+    def backward(self, result: CostResult, scale: float = 1.0) -> None:
+        """Add ``scale`` times the gradient of :meth:`objective` to the params' gradients (accumulation uses 1/k)."""
         if not self.optimizers:
             return
-        self.objective(result).backward(inputs=self.backward_inputs)
+        objective = self.objective(result)
+        (objective if scale == 1.0 else objective * scale).backward(inputs=self.backward_inputs)
+
+    def apply(self) -> None:
+        """One step of every optimizer on the gradients accumulated so far (clipped first), then clear them."""
         for scenario, optimizer in self.optimizers:
+            if scenario.clip_norm is not None or scenario.clip_value is not None:
+                scenario.clip(optimizer.param_groups[0]["params"])
             if scenario.schedule is not None:
                 lr = scenario.current_lr()
                 for group in optimizer.param_groups:
@@ -309,3 +338,7 @@ class TrainingPlan(CostPlan):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             scenario.steps += 1
+
+    def scenari(self) -> list[LearningScenario]:
+        """The optimizer scenari this plan steps (each once)."""
+        return [scenario for scenario, _ in self.optimizers]

@@ -162,7 +162,7 @@ def build_merge(sources: Sequence[Layer], target: Layer) -> None:
     """Infer a merge layer's shape and build it, when every source's shape is known."""
     shapes = tuple(source.shape for source in sources)
     if all(shape is not None for shape in shapes):
-        target._build(shapes, target._infer_shape(shapes))
+        target._build(shapes, target._infer_shape(shapes, sources))
 
 
 def build_downstream(source: Layer, target: Layer) -> list[Layer]:
@@ -185,16 +185,18 @@ def build_downstream(source: Layer, target: Layer) -> list[Layer]:
         if any(shape is None for shape in shapes):
             continue
         layer._resolve_references(lookup)
-        new_shapes[id(layer)] = (shapes, layer._infer_shape(shapes))
+        new_shapes[id(layer)] = (shapes, layer._infer_shape(shapes, incoming))
         order.append(layer)
     built: list[Layer] = []
     try:
         for layer in order:
             layer._build(*new_shapes[id(layer)])
             built.append(layer)
-    except BaseException:
+    except BaseException as error:
         for layer in built:
             layer._unbuild()
+        if isinstance(error, ValueError):  # name both ends of the '>' that failed
+            raise ValueError(f"Cannot connect {source.describe()} > {target.describe()}: {error}") from None
         raise
     return built
 

@@ -19,14 +19,24 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from mariana.checks import int_at_least
 from mariana.registry import Configurable, deserialize, serialize
 
 
 class Schedule(Configurable):
-    """A learning-rate multiplier as a function of the scenario's step count."""
+    """A learning-rate multiplier as a function of the scenario's step count (and, for some, of the metrics)."""
 
     def factor(self, step: int) -> float:
         raise NotImplementedError(f"{type(self).__name__} must implement factor(step).")
+
+    def observe(self, entry: dict) -> None:
+        """Called by the Trainer with each epoch's history entry (see ReduceLROnPlateau); default: nothing."""
+
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`'s output (saved with the optimizer state)."""
 
 
 class StepDecay(Schedule):
@@ -76,6 +86,64 @@ class CosineDecay(Schedule):
         return self.final_factor + (1 - self.final_factor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+class ReduceLROnPlateau(Schedule):
+    """Multiply the rate by ``factor`` when ``metric`` of ``output`` on ``stream`` stops improving, as torch's does.
+
+    The Trainer shows it each epoch's metrics: an epoch improves when the value
+    beats the best so far by more than ``threshold`` (relative); after more than
+    ``patience`` epochs without improvement the rate is reduced (never below
+    ``min_factor`` times the scenario's lr) and the count starts again. Loss is
+    minimised, accuracy maximised. ``output=None``: the first output of the stream.
+
+    Example:
+        >>> plateau = ReduceLROnPlateau("valid", patience=0, factor=0.5)
+        >>> for loss in (1.0, 1.0, 1.0):
+        ...     plateau.observe({"valid": {"out": {"loss": loss}}})
+        >>> plateau.factor(0)
+        0.25
+    """
+
+    hyperparameters = ("stream", "output", "metric", "patience", "threshold", "min_factor")
+
+    def __init__(self, stream: str = "valid", output: str | None = None, metric: str = "loss", factor: float = 0.1,
+                 patience: int = 10, threshold: float = 1e-4, min_factor: float = 0.0) -> None:
+        if not 0 < factor < 1:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), but received {factor!r}.")
+        if metric not in ("loss", "accuracy"):
+            raise ValueError(f"ReduceLROnPlateau: metric must be 'loss' or 'accuracy', but received {metric!r}.")
+        self.stream, self.output, self.metric = stream, output, metric
+        self.factor_by, self.patience = float(factor), int_at_least(patience, 0, "ReduceLROnPlateau: patience")
+        self.threshold, self.min_factor = float(threshold), float(min_factor)
+        self.current, self.best, self.bad_epochs = 1.0, None, 0
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "factor": self.factor_by}  # `factor` names the method every schedule has
+
+    def factor(self, step: int) -> float:
+        return self.current
+
+    def observe(self, entry: dict) -> None:
+        stream = entry.get(self.stream)
+        if not stream:
+            return
+        value = stream.get(self.output if self.output is not None else next(iter(stream)), {}).get(self.metric)
+        if value is None or math.isnan(value):
+            return
+        sign = 1.0 if self.metric == "loss" else -1.0
+        if self.best is None or sign * value < sign * self.best - abs(self.best) * self.threshold:
+            self.best, self.bad_epochs = value, 0
+            return
+        self.bad_epochs += 1
+        if self.bad_epochs > self.patience:
+            self.current, self.bad_epochs = max(self.current * self.factor_by, self.min_factor), 0
+
+    def state_dict(self) -> dict:
+        return {"current": self.current, "best": self.best, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.current, self.best, self.bad_epochs = float(state["current"]), state["best"], int(state["bad_epochs"])
+
+
 class LearningScenario(Configurable):
     """Base of every scenario."""
 
@@ -101,18 +169,40 @@ class Fixed(LearningScenario):
 
 
 class OptimizerScenario(LearningScenario):
-    """A torch optimizer plus an optional schedule; counts its own steps."""
+    """A torch optimizer plus an optional schedule and gradient clipping; counts its own steps.
+
+    ``clip_value`` clips each gradient element to ``[-clip_value, clip_value]``;
+    ``clip_norm`` then rescales the gradients of the params this scenario
+    updates so their global L2 norm is at most ``clip_norm`` (Keras'
+    ``global_clipnorm``). With ``clip_norm``, ``grad_norm`` holds the norm
+    before clipping after each step (a 0-d tensor on the params' device; read
+    it sparingly, it syncs); ``clip_norm=math.inf`` only measures it.
+    """
 
     torch_class: type[torch.optim.Optimizer]
 
-    def __init__(self, lr: float, schedule: Schedule | None = None) -> None:
+    def __init__(self, lr: float, schedule: Schedule | None = None, clip_norm: float | None = None,
+                 clip_value: float | None = None) -> None:
         if not isinstance(lr, (int, float)) or not lr >= 0:
             raise ValueError(f"{type(self).__name__}: lr must be a number >= 0, but received {lr!r}.")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise TypeError(f"{type(self).__name__}: schedule must be a mariana.scenari.Schedule, but received {schedule!r}.")
+        for label, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+            if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0):
+                raise ValueError(f"{type(self).__name__}: {label} must be a number > 0 or None, but received {value!r}.")
         self.lr = float(lr)
         self.schedule = schedule
+        self.clip_norm = None if clip_norm is None else float(clip_norm)
+        self.clip_value = None if clip_value is None else float(clip_value)
+        self.grad_norm: torch.Tensor | None = None
         self.steps = 0
+
+    def clip(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """Clip the gradients of ``params`` in place (value first, then the global norm), before the step."""
+        if self.clip_value is not None:
+            torch.nn.utils.clip_grad_value_(params, self.clip_value)
+        if self.clip_norm is not None:
+            self.grad_norm = torch.nn.utils.clip_grad_norm_(params, self.clip_norm)
 
     def torch_options(self) -> dict:
         """Keyword arguments for ``torch_class`` besides the parameters."""
@@ -133,6 +223,7 @@ class OptimizerScenario(LearningScenario):
     def get_config(self) -> dict:
         config = super().get_config()
         config["schedule"] = None if self.schedule is None else serialize(self.schedule)
+        config["clip_norm"], config["clip_value"] = self.clip_norm, self.clip_value
         return config
 
     @classmethod
@@ -143,10 +234,15 @@ class OptimizerScenario(LearningScenario):
         return cls(**config)
 
     def state_dict(self) -> dict:
-        return {"steps": self.steps}
+        state: dict = {"steps": self.steps}
+        if self.schedule is not None and self.schedule.state_dict():
+            state["schedule"] = self.schedule.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.steps = int(state["steps"])
+        if self.schedule is not None and "schedule" in state:
+            self.schedule.load_state_dict(state["schedule"])
 
 
 class GradientDescent(OptimizerScenario):
@@ -155,8 +251,9 @@ class GradientDescent(OptimizerScenario):
     torch_class = torch.optim.SGD
     hyperparameters = ("lr", "momentum", "nesterov")
 
-    def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, schedule: Schedule | None = None) -> None:
-        super().__init__(lr, schedule)
+    def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, schedule: Schedule | None = None,
+                 clip_norm: float | None = None, clip_value: float | None = None) -> None:
+        super().__init__(lr, schedule, clip_norm, clip_value)
         if not 0 <= momentum < 1:
             raise ValueError(f"GradientDescent: momentum must be in [0, 1), but received {momentum!r}.")
         if nesterov and momentum == 0:
@@ -172,8 +269,9 @@ class Adam(OptimizerScenario):
     hyperparameters = ("lr", "beta1", "beta2", "eps", "weight_decay")
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.0, schedule: Schedule | None = None) -> None:
-        super().__init__(lr, schedule)
+                 weight_decay: float = 0.0, schedule: Schedule | None = None, clip_norm: float | None = None,
+                 clip_value: float | None = None) -> None:
+        super().__init__(lr, schedule, clip_norm, clip_value)
         for label, beta in (("beta1", beta1), ("beta2", beta2)):
             if not 0 <= beta < 1:
                 raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), but received {beta!r}.")
@@ -189,8 +287,9 @@ class AdamW(Adam):
     torch_class = torch.optim.AdamW
 
     def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
-                 weight_decay: float = 0.01, schedule: Schedule | None = None) -> None:
-        super().__init__(lr, beta1, beta2, eps, weight_decay, schedule)
+                 weight_decay: float = 0.01, schedule: Schedule | None = None, clip_norm: float | None = None,
+                 clip_value: float | None = None) -> None:
+        super().__init__(lr, beta1, beta2, eps, weight_decay, schedule, clip_norm, clip_value)
 
 
 class RMSProp(OptimizerScenario):
@@ -198,8 +297,8 @@ class RMSProp(OptimizerScenario):
     hyperparameters = ("lr", "alpha", "eps", "momentum")
 
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
-                 schedule: Schedule | None = None) -> None:
-        super().__init__(lr, schedule)
+                 schedule: Schedule | None = None, clip_norm: float | None = None, clip_value: float | None = None) -> None:
+        super().__init__(lr, schedule, clip_norm, clip_value)
         self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
 
     def torch_options(self) -> dict:

@@ -66,3 +66,22 @@ def test_real_mnist_and_fashion_mnist():
         assert data["train"]["x"].shape == (60000, 784) and data["test"]["x"].shape == (10000, 784)
         assert 0 <= data["train"]["x"].min() and data["train"]["x"].max() == 1.0
         assert sorted(np.unique(data["train"]["y"]).tolist()) == list(range(10))
+
+
+def test_mnist_docstring_says_what_comes_back_scaled_and_flat(tmp_path, monkeypatch):
+    """A user divided by 255 a second time: the docstring says x is already in [0, 1] and flattened."""
+    for (_, key), name in datasets.IDX_FILES.items():
+        if key == "x":
+            write_idx(tmp_path / name, 2051, (2, 28, 28), bytes([255]) * (2 * 784))
+        else:
+            write_idx(tmp_path / name, 2049, (2,), bytes([3, 4]))
+    data = datasets.mnist(tmp_path)
+    assert data["train"]["x"].shape == (2, 784) and data["train"]["x"].dtype == np.float32 and data["train"]["x"].max() == 1.0
+    for loader in (datasets.mnist, datasets.fashion_mnist):
+        doc = " ".join(loader.__doc__.split())
+        assert "float32" in doc and "[0, 1]" in doc and "784)" in doc and "int64" in doc
+    assert "(60000, 784)" in " ".join(datasets.mnist.__doc__.split()) and "do not divide again" in " ".join(datasets.mnist.__doc__.split())
+    monkeypatch.setenv("MARIANA_DATA", "")  # set but empty counts as unset, not as the current folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError, match="MARIANA_DATA is not set"):
+        datasets.mnist()

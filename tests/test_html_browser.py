@@ -19,6 +19,12 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 def report(tmp_path_factory):
     """The page opened in Chromium, with everything it logged and requested while loading."""
     network = build_report_network()
+    # A Trainer's entry, longer than any cut: the log shows it whole.
+    network._record("training", phase="start", outputs=["out", "score"], batch_size=32, order="simultaneous", seed=0,
+                    stops=[{"class": "EpochWall", "config": {"epochs": 30}}, {"class": "NaNGuard", "config": {}},
+                           {"class": "EarlyStopping", "config": {"stream": "valid", "output": "out", "metric": "loss", "patience": 3,
+                                                                 "min_delta": 0.0, "restore_best": True}}],
+                    streams={"train": 1295, "valid": 143}, run_dir="runs/demo-digits-20261130-101010")
     path = tmp_path_factory.mktemp("report") / "model.html"
     network.to_html(path, history=HISTORY)
     with sync_api.sync_playwright() as playwright:
@@ -81,3 +87,35 @@ def test_curves_layer_table_and_log_are_drawn(report):
     assert page.locator("#layers tbody tr").count() == len(network) + 1  # plus the totals row
     assert page.locator("#log tbody tr").count() == len(network.log)
     assert page.locator("#log").inner_text().count("<script>alert(1)</script>") == 1  # shown as text, never run
+
+
+def test_curves_fill_their_card_and_legends_show_the_last_values(report):
+    network, page, *_, path = report
+    card = page.locator("#curves").bounding_box()
+    charts = [page.locator(f'.chart[data-chart="{name}"] canvas').bounding_box() for name in ("out/loss", "out/accuracy", "score/loss")]
+    assert len({round(box["y"]) for box in charts}) == 1  # one row at this width
+    used = charts[-1]["x"] + charts[-1]["width"] - charts[0]["x"]
+    assert used > 0.9 * card["width"], (used, card["width"])
+    legend = page.locator('.chart[data-chart="out/loss"] .u-legend').inner_text()
+    assert "--" not in legend
+    last = HISTORY[-1]
+    for value in (last["train"]["out"]["loss"], last["valid"]["out"]["loss"]):
+        assert f"{value:.4f}" in legend, legend
+    page.set_viewport_size({"width": 800, "height": 1000})  # narrower: fewer columns, still the card's width
+    page.wait_for_timeout(200)
+    card = page.locator("#curves").bounding_box()
+    box = page.locator('.chart[data-chart="out/loss"] canvas').bounding_box()
+    assert box["width"] > 0.9 * card["width"]
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.wait_for_timeout(200)
+    page.screenshot(path=str(path.with_suffix(".png")), full_page=True)  # to look at when the report changes
+
+
+def test_scenari_show_their_settings_and_log_entries_are_whole(report):
+    network, page, *_ = report
+    page.click('.node[data-layer="recon"]')
+    assert "Adam(lr=0.001)" in page.inner_text("#details")  # the default lr is shown, not hidden
+    log = page.locator("#log").inner_text()
+    assert ("stops (EpochWall(epochs=30), NaNGuard(), EarlyStopping(stream=valid, output=out, metric=loss, patience=3, min_delta=0, "
+            "restore_best=True)), streams (train=1295, valid=143), run_dir runs/demo-digits-20261130-101010") in log
+    assert "…" not in log

@@ -61,3 +61,34 @@ def test_bad_outputs_raise_and_write_nothing(tmp_path):
     with pytest.raises(ValueError, match="once"):
         network.to_onnx(tmp_path / "m.onnx", outputs=["out", "out"])
     assert list(tmp_path.iterdir()) == []
+
+
+SHADOWING = ["train", "eval", "to", "forward", "state_dict", "parameters", "cuda", "float", "apply", "zero_grad", "type", "half"]
+
+
+def test_layers_named_like_module_methods_export(tmp_path):
+    """Layer names may shadow nn.Module methods (README); the exporter looks submodules up by attribute."""
+    mar.seed(0)
+    network = ML.Input(3, name="inp") > ML.Hidden(4, name=SHADOWING[0])
+    for name in SHADOWING[1:]:
+        network[list(network.layers)[-1]] > ML.Hidden(4, name=name)  # noqa: B015
+    names = list(network.layers)
+    before = [list(module._modules) for module in network.module.modules()]
+    network.to_onnx(tmp_path / "m.onnx", outputs=SHADOWING[::-1])
+    assert [list(module._modules) for module in network.module.modules()] == before  # the names are only mapped while exporting
+    assert list(network.layers) == names
+    feeds = {"inp": np.random.default_rng(0).normal(size=(BATCH, 3)).astype("float32")}
+    _, results = _run(tmp_path / "m.onnx", feeds)
+    for name, result in zip(SHADOWING[::-1], results):
+        np.testing.assert_allclose(result, network.propagate(name, **feeds), rtol=0, atol=1e-5)
+
+
+def test_wrapped_layers_named_like_module_methods_export(tmp_path):
+    mar.seed(0)
+    network = ML.Input((5, 3), name="train") > ML.TimeDistributed(ML.Hidden(4, name="forward"), name="to") > ML.Regression(2, name="float")
+    network.to_onnx(tmp_path / "m.onnx", outputs=["float", "train"])
+    feeds = {"train": np.random.default_rng(0).normal(size=(BATCH, 5, 3)).astype("float32")}
+    names, (result, same) = _run(tmp_path / "m.onnx", feeds)
+    assert names == ["train"]
+    np.testing.assert_allclose(result, network.propagate("float", **feeds), rtol=0, atol=1e-5)
+    np.testing.assert_array_equal(same, feeds["train"])

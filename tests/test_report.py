@@ -106,3 +106,22 @@ def test_bad_history_raises(network, tmp_path):
     with pytest.raises(ValueError, match="metric names"):
         network.to_html(tmp_path / "m.html", history=[{"epoch": 1, "train": {"out": 0.5}}])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scenari_show_their_learning_rate_and_log_entries_are_never_cut(network):
+    assert "learning_scenari: Adam(lr=0.001)" in " ".join(network.summary().split())
+    stops = [{"class": "EarlyStopping", "config": {"stream": "valid", "output": "out", "metric": "loss", "patience": 3}}] * 4
+    network._record("training", phase="start", outputs=["out"], batch_size=8, stops=stops, run_dir="runs/" + "x" * 150)
+    network._record("training", phase="end", epochs=3, reason="EpochWall: reached 3 epoch(s)",
+                    metrics={"epoch": 3, "train": {"out": {"loss": 0.123456789, "accuracy": 0.5}}})
+    start, end = log_rows(network.log)[-2:]
+    assert "…" not in start["text"] and start["text"].endswith("run_dir runs/" + "x" * 150)
+    assert start["text"].count("EarlyStopping(stream=valid, output=out, metric=loss, patience=3)") == 4
+    assert end["text"] == "training ended after 3 epoch(s) (EpochWall: reached 3 epoch(s)): train out loss 0.1235 accuracy 0.5"
+
+
+def test_format_log_escapes_control_characters_and_indents_note_lines(network):
+    network.note("title\x1b]0;owned\x07\x1b[2J\nfake 2026-01-01 00:00:00  save  saved to x")
+    lines = format_log(network.log).splitlines()
+    assert lines[-2].endswith("note       title\\x1b]0;owned\\x07\\x1b[2J")
+    assert lines[-1] == " " * 32 + "fake 2026-01-01 00:00:00  save  saved to x"

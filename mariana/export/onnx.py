@@ -76,7 +76,7 @@ def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None
     was_training = network.module.training
     wrapper.eval()  # also puts network.module in eval mode; restored below
     try:
-        with _quiet_exporter():
+        with _quiet_exporter(), _attribute_safe_names(wrapper):
             program = torch.onnx.export(
                 wrapper, examples, input_names=wrapper.input_names, output_names=wrapper.onnx_output_names,
                 dynamic_shapes=(tuple({0: batch} for _ in examples),), dynamo=True, verbose=False,
@@ -109,6 +109,43 @@ def _output_names(network: Any, outputs: Sequence[str] | None) -> list[str]:
 def _example(layer: Any, device: torch.device) -> torch.Tensor:
     # Zeros are valid for every Input kind (ids included).
     return torch.zeros((TRACE_BATCH, *layer.shape), dtype=layer.dtype, device=device)
+
+
+@contextlib.contextmanager
+def _attribute_safe_names(root: nn.Module) -> Iterator[None]:
+    """Temporarily rename submodules whose name is also an attribute of their parent (``train``, ``to``, ``float``...).
+
+    Layer names may shadow ``nn.Module`` methods: they are registered in ``_modules``
+    without becoming attributes. The exporter finds submodules again with ``getattr``
+    on their qualified name, which would return the method, so during the export each
+    such child is registered as ``<name>_layer`` (made unique); the layers' own
+    ``sublayers()`` read ``_modules`` values, which keep their order.
+    """
+    renamed: list[tuple[nn.Module, dict[str, nn.Module]]] = []
+    try:
+        for module in list(root.modules()):
+            children = module._modules
+            if not any(_shadows(module, name) for name in children):
+                continue
+            taken = set(children)
+            safe: dict[str, nn.Module | None] = {}
+            for name, child in children.items():
+                new = name
+                while _shadows(module, new) or (new != name and new in taken):
+                    new += "_layer" if new == name else "_"
+                taken.add(new)
+                safe[new] = child
+            renamed.append((module, dict(children)))
+            module._modules = safe
+        yield
+    finally:
+        for module, original in reversed(renamed):
+            module._modules = original
+
+
+def _shadows(module: nn.Module, name: str) -> bool:
+    """Whether ``getattr(module, name)`` finds something other than the child registered as ``name``."""
+    return hasattr(type(module), name) or name in vars(module)
 
 
 @contextlib.contextmanager

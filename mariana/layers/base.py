@@ -333,11 +333,12 @@ class Layer(Operand, Configurable, nn.Module):
                 f"Declare the Input with an integer dtype, e.g. ML.Input(10, dtype='int64')."
             )
 
-    def _infer_shape(self, input_shapes: tuple[Shape, ...]) -> Shape:
+    def _infer_shape(self, input_shapes: tuple[Shape, ...], sources: Sequence[Layer] = ()) -> Shape:
         try:
             shape = self.output_shape(*input_shapes)
         except ValueError as error:
-            raise ValueError(f"{self.describe()} cannot take input shape(s) {list(input_shapes)}: {error}") from None
+            origin = f" from {', '.join(source.describe() for source in sources)}" if sources else ""
+            raise ValueError(f"{self.describe()} cannot take input shape(s) {list(input_shapes)}{origin}: {error}") from None
         return as_shape(shape, f"{self.describe()}: output_shape()")
 
     def _build(self, input_shapes: tuple[Shape, ...], shape: Shape) -> None:

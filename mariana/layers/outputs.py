@@ -102,14 +102,20 @@ class SoftmaxClassifier(OutputLayer):
     def accept_targets(self, value: Any) -> torch.Tensor:
         tensor = as_tensor(value, self, "targets")
         kind = self.cost.target_kind
+        if tensor.is_complex():
+            raise ValueError(f"{self.describe()} expects integer class ids or real probabilities, but received {tensor.dtype}.")
         if not tensor.is_floating_point() and tensor.dtype != torch.bool and kind != "values":
             if tensor.dim() != 1:
                 raise ValueError(
                     f"{self.describe()} expected integer class ids of shape (batch,), but received shape {tuple(tensor.shape)}."
                 )
+            ids = tensor if tensor.dtype == torch.int64 else tensor.long()  # torch's range ops lack uint16/32/64
             if tensor.device.type == "cpu":  # checked before the move: no device sync
-                check_ids_in_range(tensor, self.size, self, "classes")
-            return tensor if tensor.dtype == torch.int64 else tensor.long()
+                if tensor.dtype == torch.uint64 and ids.numel() and bool((ids < 0).any()):  # 2**63 and more wrap around
+                    raise ValueError(f"{self.describe()} has {self.size} classes, so ids must be in [0, {self.size - 1}], "
+                                     f"but received uint64 ids of 2**63 or more.")
+                check_ids_in_range(ids, self.size, self, "classes")
+            return ids
         if kind == "ids":
             raise ValueError(
                 f"{self.describe()} expected integer class ids of shape (batch,) for {type(self.cost).__name__}, "
@@ -158,7 +164,7 @@ class Autoencode(OutputLayer):
         super().__init__(1, **kwargs)  # the real size is the target's, known at connection
         self.size = None
         self.target = target_name
-        self._target_layer: Layer | None = None
+        self._set_target_layer(None)
 
     def references(self) -> tuple[str, ...]:
         return (self.target,)
@@ -174,7 +180,12 @@ class Autoencode(OutputLayer):
             raise ValueError(f"{self.describe()} cannot autoencode itself.")
         if layer.shape is None:
             raise ValueError(f"{self.describe()}: the shape of its target {layer.describe()} is not known yet; connect it first.")
-        self._target_layer = layer
+        self._set_target_layer(layer)
+
+    def _set_target_layer(self, layer: Layer | None) -> None:
+        # A plain attribute, not a submodule: the target is a graph node with its own params, which
+        # nn.Module.__setattr__ would register a second time (state_dict, summary and .mar counted twice).
+        object.__setattr__(self, "_target_layer", layer)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         return (math.prod(self._target_layer.shape),)

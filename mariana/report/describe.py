@@ -25,8 +25,18 @@ ABSTRACTIONS = ("activation", "decorators", "regularizations", "initializations"
 _NOT_HYPERPARAMETERS = set(ABSTRACTIONS) | {"name", "layers", "expression"}
 
 
+#: Settings shown even at their default value: a scenario's learning rate is never implicit in a report.
+ALWAYS_SHOWN = ("lr",)
+
+
 def short_repr(item: Any) -> str:
-    """``Class(arg=value, ...)`` showing only arguments that differ from the constructor's defaults."""
+    """``Class(arg=value, ...)`` showing the arguments that differ from the constructor's defaults, and ``lr`` always.
+
+    Example:
+        >>> import mariana.scenari as MS
+        >>> short_repr(MS.Adam()), short_repr(MS.GradientDescent(lr=0.1, momentum=0.9))
+        ('Adam(lr=0.001)', 'GradientDescent(lr=0.1, momentum=0.9)')
+    """
     if isinstance(item, Configurable):
         return _render(type(item).__name__, item.get_config(), type(item))
     return repr(item)
@@ -39,10 +49,10 @@ def _render(name: str, config: dict, klass: type | None) -> str:
         defaults = {p.name: p.default for p in with_defaults if p.default is not inspect.Parameter.empty}
     parts = []
     for key, value in config.items():
-        if key in defaults and defaults[key] == value:
+        if key in defaults and defaults[key] == value and key not in ALWAYS_SHOWN:
             continue
-        if isinstance(value, dict) and set(value) == {"class", "config"}:
-            value = _render(value["class"], value["config"], None)
+        if isinstance(value, dict) and set(value) == {"class", "config"}:  # a nested abstraction (a schedule)
+            value = _render(value["class"], value["config"], _registered(value["class"]))
         elif key == "param_names" and isinstance(value, list):  # Fixed("W", "b")
             parts.extend(repr(v) for v in value)
             continue
@@ -50,6 +60,15 @@ def _render(name: str, config: dict, klass: type | None) -> str:
             value = repr(value)
         parts.append(f"{key}={value}")
     return f"{name}({', '.join(parts)})"
+
+
+def _registered(name: Any) -> type | None:
+    from mariana import registry
+
+    try:
+        return registry.lookup(name)
+    except ValueError:
+        return None
 
 
 def abstractions(layer: Any) -> dict[str, list[str]]:

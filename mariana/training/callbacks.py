@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,3 +68,21 @@ def best_monitor(best: Sequence[str] | None, stops: Sequence[Any], streams: list
     if problem:
         raise ValueError(f"Trainer: best={tuple(best)!r} cannot be followed: {problem}.")
     return tuple(best)
+
+
+class BestValue:
+    """The best value so far of ``(stream, output, metric)`` over the epochs: lowest loss, highest accuracy."""
+
+    def __init__(self, key: Sequence[str]) -> None:
+        self.stream, self.output, self.metric = key
+        self.value: float | None = None
+
+    def improved(self, entry: dict) -> bool:
+        """Whether ``entry`` (one epoch of the history) beats the best so far; it becomes the best if so."""
+        value = entry.get(self.stream, {}).get(self.output, {}).get(self.metric)
+        if value is None or math.isnan(value):
+            return False
+        better = self.value is None or (value > self.value if self.metric == "accuracy" else value < self.value)
+        if better:
+            self.value = value
+        return better

@@ -26,7 +26,32 @@ def fit(network: Network, train: Any, valid: Any = None, epochs: int = 1, batch_
 
     ``train``/``valid``/``test`` are DatasetMappers or dicts of arrays; other
     keywords go to :class:`~mariana.training.Trainer`. Returns the history.
+    As in Keras, a network with one Input and one trained output also takes
+    bare arrays: ``net.fit(x, y)``, or ``(x, y)`` pairs for each stream.
     """
+    if _is_array(train) and _is_array(valid):  # net.fit(x, y)
+        train, valid = (train, valid), None
+    train, valid, test = (_pair_to_dict(network, outputs, data, name) for name, data in (("train", train), ("valid", valid), ("test", test)))
     all_stops = [EpochWall(epochs), NaNGuard(), *stops]
     trainer = Trainer(network, outputs=outputs, batch_size=batch_size, stops=all_stops, **kwargs)
     return trainer.start(train, valid=valid, test=test)
+
+
+def _is_array(value: Any) -> bool:
+    return hasattr(value, "shape") and hasattr(value, "dtype")
+
+
+def _pair_to_dict(network: Network, outputs: str | Sequence[str] | None, data: Any, stream: str) -> Any:
+    """An ``(x, y)`` pair as ``{input: x, output: y}`` for a network with one Input and one trained output."""
+    is_pair = isinstance(data, tuple) and len(data) == 2 and all(_is_array(part) for part in data)
+    if not (is_pair or _is_array(data)):
+        return data
+    names = network.output_names(outputs)
+    inputs = list(network.cost_plan(names).forward.input_names)
+    example = "{" + ", ".join([f"{name!r}: x" for name in inputs] + [f"{name!r}: y" for name in names]) + "}"
+    if not is_pair or len(inputs) != 1 or len(names) != 1:
+        raise TypeError(
+            f"fit: {stream} got {'an (x, y) pair' if is_pair else 'a bare array'}; pass a dict of layer name -> array such as "
+            f"{example} (bare arrays work as net.fit(x, y) for one Input and one trained output)."
+        )
+    return {inputs[0]: data[0], names[0]: data[1]}

@@ -97,7 +97,7 @@ class ClassBalanced(Sampler):
     def labels(self, mapper: DatasetMapper) -> np.ndarray:
         key = self.key
         if key is None:
-            candidates = [k for k, v in mapper.items() if v.ndim == 1 and v.dtype.kind in "iu"]
+            candidates = [k for k, v in mapper.items() if v.ndim == 1 and _is_integer(v)]
             if len(candidates) != 1:
                 raise ValueError(
                     f"ClassBalanced: cannot tell which array holds the class ids; expected exactly one 1-d integer array, "
@@ -119,6 +119,17 @@ class ClassBalanced(Sampler):
         largest = max(len(m) for m in members)
         parts = [np.concatenate([m, rng.choice(m, size=largest - len(m), replace=True)]) for m in members]
         return rng.permutation(np.concatenate(parts)).astype(np.int64)
+
+
+_NUMPY_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64,
+                 torch.float16, torch.float32, torch.float64}
+
+
+def _is_integer(array: np.ndarray | torch.Tensor) -> bool:
+    """Integer dtype (not bool), for numpy arrays and tensors alike."""
+    if isinstance(array, torch.Tensor):
+        return not (array.is_floating_point() or array.is_complex() or array.dtype == torch.bool)
+    return array.dtype.kind in "iu"
 
 
 SAMPLERS: dict[str, type[Sampler]] = {"sequential": Sequential, "shuffled": Shuffled, "class_balanced": ClassBalanced}
@@ -155,6 +166,10 @@ class DatasetMapper(Mapping):
                 raise ValueError(f"DatasetMapper: {key!r} must have a sample axis first, but received a scalar.")
             if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
                 raise ValueError(f"DatasetMapper: {key!r} must be numeric, but received an array of dtype {value.dtype}.")
+            if isinstance(value, torch.Tensor) and (value.is_complex() or value.dtype not in _NUMPY_DTYPES):
+                # The run directory hashes and copies the data through numpy, which has no such dtype.
+                raise ValueError(f"DatasetMapper: {key!r} must be a real tensor of a dtype numpy can hold (bool, integers, float16/32/64), "
+                                 f"but received {value.dtype}; convert it first, e.g. {key}=tensor.float().")
             converted[key] = value
         lengths = {key: int(value.shape[0]) for key, value in converted.items()}
         if len(set(lengths.values())) > 1:

@@ -99,17 +99,22 @@ def _streams(directory: RunDirectory, recorded: dict[str, dict], given: dict[str
 
 
 def confine_recorder_paths(recorders: Sequence[Recorder], run_dir: Path) -> None:
-    """Recorders rebuilt from run.json may only write inside the run directory: a run directory may come from anyone."""
+    """Recorders rebuilt from run.json may only write inside the run directory: a run directory may come from anyone.
+
+    Paths are resolved (symlinks followed, relative ones from the run directory) before they are compared.
+    """
+    root = run_dir.resolve()
     for recorder in recorders:
         for attribute in ("path", "log_dir"):
             value = getattr(recorder, attribute, None)
             if value is None:
                 continue
-            path = Path(value)
-            if path.is_absolute() or ".." in path.parts:
+            resolved = (run_dir / value).resolve()  # an absolute value replaces run_dir
+            if resolved != root and root not in resolved.parents:
                 raise ValueError(
-                    f"Trainer.resume: run.json names a {type(recorder).__name__} writing to {value!r}, outside the run directory "
-                    f"{str(run_dir)!r}; resume refuses it. Pass recorders=[...] to Trainer.resume to choose where to write."
+                    f"Trainer.resume: run.json names a {type(recorder).__name__} writing to {value!r}, which resolves to "
+                    f"{str(resolved)!r}, outside the run directory {str(root)!r}; resume refuses it. "
+                    f"Pass recorders=[...] to Trainer.resume to choose where to write."
                 )
 
 

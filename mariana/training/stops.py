@@ -157,8 +157,10 @@ class EarlyStopping(_Monitor):
             return None
         self.waited += 1
         if self.waited >= self.patience:
+            restored = "; restored its weights" if self.restore_best and self.best_weights is not None else ""
+            best = f"best {self.best:.6g} at epoch {self.best_epoch}" if self.best is not None else "no finite value yet"
             return (f"EarlyStopping: {self.label()} did not improve by more than {self.min_delta:g} for {self.patience} "
-                    f"epoch(s); best {self.best:.6g} at epoch {self.best_epoch}")
+                    f"epoch(s); {best}{restored}")
         return None
 
     def finish(self, trainer: Trainer) -> None:
@@ -183,15 +185,18 @@ class NaNGuard(Stop):
 
     def __init__(self) -> None:
         self.snapshot: dict[str, Any] | None = None
+        #: The epoch whose end state the snapshot holds (0: the start of the run).
+        self.snapshot_epoch: int | None = None
 
-    def _take(self, trainer: Trainer) -> None:
+    def _take(self, trainer: Trainer, epoch: int) -> None:
         self.snapshot = {
             "weights": {k: v.detach().clone() for k, v in trainer.net.state_dict().items()},
             "optimizer": _clone(trainer.net.optimizer_state_dict()),
         }
+        self.snapshot_epoch = epoch
 
     def begin(self, trainer: Trainer) -> None:
-        self._take(trainer)
+        self._take(trainer, 0)
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         bad = [
@@ -202,9 +207,16 @@ class NaNGuard(Stop):
         ]
         bad += [name for name, value in trainer.net.state_dict().items() if value.is_floating_point() and not bool(torch.isfinite(value).all())]
         if not bad:
-            self._take(trainer)
+            self._take(trainer, entry["epoch"])
             return None
-        return f"NaNGuard: non-finite {', '.join(bad)} at epoch {entry['epoch']}; restored the state of the last finite epoch"
+        return f"NaNGuard: non-finite {', '.join(bad)} at epoch {entry['epoch']}; {self._restored()}"
+
+    def _restored(self) -> str:
+        if self.snapshot is None:
+            return "no finite state was kept, so the weights were left as they are"
+        if not self.snapshot_epoch:
+            return "restored the initial weights and optimizer state (those of the start of the run, epoch 0)"
+        return f"restored the weights and optimizer state of epoch {self.snapshot_epoch}, the last finite one"
 
     def finish(self, trainer: Trainer) -> None:
         if self.snapshot is not None:
@@ -212,10 +224,11 @@ class NaNGuard(Stop):
             trainer.net.load_optimizer_state_dict(_clone(self.snapshot["optimizer"]), replace=True)
 
     def state_dict(self) -> dict:
-        return {"snapshot": self.snapshot}
+        return {"snapshot": self.snapshot, "snapshot_epoch": self.snapshot_epoch}
 
     def load_state_dict(self, state: dict) -> None:
         self.snapshot = state["snapshot"]
+        self.snapshot_epoch = state.get("snapshot_epoch")  # absent from checkpoints written before it was kept
 
 
 def _clone(value: Any) -> Any:

@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -53,7 +54,8 @@ from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
-from mariana.training.callbacks import best_monitor, checked_list, load_states, states
+from mariana.training.averaging import WeightAverage
+from mariana.training.callbacks import BestValue, best_monitor, checked_list, load_states, states
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
@@ -61,6 +63,7 @@ from mariana.training.recorders import ProgressBar, Recorder
 from mariana.training.resume import read_resume_point, torch_threads
 from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
 from mariana.training.stops import Stop
+from mariana.training.streams import PreparedStream, evaluate
 
 ORDERS = ("simultaneous", "sequential", "random")
 STREAMS = ("train", "valid", "test")
@@ -84,7 +87,7 @@ class Trainer:
                  run_dir: str | Path | None = None, save_if_murdered: bool = True, seed: int | None = None,
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-                 best: Sequence[str] | None = None) -> None:
+                 best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None) -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
@@ -110,6 +113,12 @@ class Trainer:
         if best is not None and (isinstance(best, str) or len(best) != 3 or not all(isinstance(part, str) for part in best)):
             raise ValueError(f"Trainer: best must be (stream, output, metric), e.g. ('valid', 'out', 'loss'), but received {best!r}.")
         self.best = tuple(best) if best is not None else None
+        self.accumulate = int_at_least(accumulate, 1, "Trainer: accumulate")
+        if self.accumulate > 1 and order != "simultaneous" and len(self.outputs) > 1:
+            raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
+                             f"steps would add to each other's gradients in order={order!r}.")
+        self.ema = ema
+        self.average = WeightAverage(net.module, ema) if ema is not None else None
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
         self.interrupts = Interrupts(enabled=self.save_if_murdered and self.run_dir is not None, run_dir=self.run_dir)
         # The run's progress: what a checkpoint records.
@@ -121,12 +130,12 @@ class Trainer:
         self._order_rng = np.random.Generator(np.random.PCG64(0))
         self._elapsed_before = 0.0
         self._session_start: float | None = None
-        self._best_value: float | None = None
+        self._best_value = BestValue(("train", self.outputs[0], "loss"))  # the monitored metric is known at start
         self._pending_end: dict | None = None
         # Set up by start/resume.
         self._started = False
         self._streams: dict[str, DatasetMapper] = {}
-        self._prepared: dict[str, tuple[dict, dict, dict]] = {}
+        self._prepared: dict[str, PreparedStream] = {}
         self._eval_plan: CostPlan | None = None
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
         self._step_recorders: list[Recorder] = []
@@ -192,8 +201,8 @@ class Trainer:
     def describe(self) -> dict:
         """The run's settings as JSON (kept in the generation log and file headers)."""
         return {
-            "outputs": self.outputs, "batch_size": self.batch_size, "order": self.order, "seed": self.seed,
-            "hyperparameters": self.hyperparameters, "notes": self.notes,
+            "outputs": self.outputs, "batch_size": self.batch_size, "accumulate": self.accumulate, "order": self.order,
+            "seed": self.seed, "hyperparameters": self.hyperparameters, "notes": self.notes,
             "stops": [describe_object(stop) for stop in self.stops],
             "streams": {name: len(mapper) for name, mapper in self._streams.items()},
             "run_dir": None if self.run_dir is None else str(self.run_dir),
@@ -214,22 +223,14 @@ class Trainer:
         for stop in self.stops:
             stop.check(list(streams), {name: name in self.classifiers for name in self.outputs})
         self.best = best_monitor(self.best, self.stops, list(streams), self.outputs, self.classifiers)
+        self._best_value = BestValue(self.best)
         self._streams = streams
         self._eval_plan = eval_plan
-        self._prepared = {name: self._prepare(eval_plan, mapper) for name, mapper in streams.items()}
+        self._prepared = {name: PreparedStream.prepare(eval_plan, mapper, self.classifiers) for name, mapper in streams.items()}
         if self.order == "simultaneous":
             self._step_plans = [(tuple(self.outputs), net.training_plan(self.outputs))]
         else:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
-
-    def _prepare(self, plan: CostPlan, mapper: DatasetMapper) -> tuple[dict, dict, dict]:
-        """A stream checked and converted once (feeds, targets, class ids): each step then only slices tensors."""
-        feeds, targets = plan.prepare(dict(mapper))
-        class_ids = {}
-        for output in self.classifiers:
-            ids = targets[output]
-            class_ids[output] = ids.argmax(dim=-1) if ids.is_floating_point() else ids
-        return feeds, targets, class_ids
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self, resumed: bool) -> list[dict]:
@@ -268,9 +269,7 @@ class Trainer:
             self.epoch_order = mapper.sampler.epoch_order(mapper)
             self.position_step = 0
             self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
-        order = torch.from_numpy(self.epoch_order).to(self.net.device)
-        feeds, targets, class_ids = ({key: value.index_select(0, order) for key, value in part.items()}
-                                     for part in self._prepared["train"])
+        stream = self._prepared["train"].reordered(torch.from_numpy(self.epoch_order).to(self.net.device))
         total = len(self.epoch_order)
         steps = math.ceil(total / self.batch_size)
         for recorder in self.recorders:
@@ -280,13 +279,10 @@ class Trainer:
         for step in range(self.position_step, steps):
             if self.interrupts.pending is not None:
                 self.interrupts.raise_pending(self._emergency)
-            low, high = step * self.batch_size, min((step + 1) * self.batch_size, total)
             if keep_rng:
                 self._rng_before_step = torch.get_rng_state()
             self._in_step = True
-            self._step({key: value[low:high] for key, value in feeds.items()},
-                       {key: value[low:high] for key, value in targets.items()},
-                       {key: value[low:high] for key, value in class_ids.items()}, high - low)
+            self._step(stream.rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps)
             self._in_step = False
             self.position_step = step + 1
             for recorder in self._step_recorders:
@@ -294,30 +290,36 @@ class Trainer:
         # Until the epoch's end is fully handled, a checkpoint describes the state before it.
         self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history)}
 
-    def _step(self, feeds: dict, targets: dict, class_ids: dict, rows: int) -> None:
-        """One batch: one update per plan ("random" order: one plan drawn), metrics added on the device."""
+    def _step(self, batch: PreparedStream, step: int, steps: int) -> None:
+        """One batch: an update per plan ("random" order: one plan drawn), metrics added on the device.
+
+        With ``accumulate=k`` each batch adds 1/m of its gradient, m being the size of its
+        group of k batches (the epoch's last group may be smaller), and the optimizers step
+        on the group's last batch: the step of one batch k times as large.
+        """
         plans = self._step_plans
         if self.order == "random":
             plans = [plans[int(self._order_rng.integers(len(plans)))]]
+        group_start = step - step % self.accumulate
+        group_size = min(self.accumulate, steps - group_start)
+        stepped = group_size == 1 or step + 1 == group_start + group_size
         for names, plan in plans:
-            result = plan.evaluate(feeds, targets)
-            plan.step(result)
+            result = plan.evaluate(batch.feeds, batch.targets)
+            if group_size == 1:
+                plan.step(result)
+            else:
+                plan.backward(result, 1.0 / group_size)
+                if stepped:
+                    plan.apply()
             for name in names:
-                self.sums.add(name, result.losses[name], rows, result.logits[name], class_ids.get(name))
+                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name))
+        if stepped and self.average is not None:
+            self.average.update()
 
     def _evaluate(self, stream: str) -> dict[str, dict[str, float]]:
-        feeds, targets, class_ids = self._prepared[stream]
-        sums = EpochSums(self.outputs, self.classifiers, self.net.device)
         self.net.module.train(False)
-        with torch.no_grad():
-            for low in range(0, len(self._streams[stream]), self.eval_batch_size):
-                high = min(low + self.eval_batch_size, len(self._streams[stream]))
-                result = self._eval_plan.evaluate({key: value[low:high] for key, value in feeds.items()},
-                                                  {key: value[low:high] for key, value in targets.items()})
-                for name in self.outputs:
-                    ids = class_ids[name][low:high] if name in class_ids else None
-                    sums.add(name, result.losses[name], high - low, result.logits[name], ids)
-        return sums.means()
+        with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
+            return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size)
 
     def _end_epoch(self) -> None:
         entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(), "train": self.sums.means()}
@@ -333,13 +335,18 @@ class Trainer:
         self._pending_end = None
         self.epoch_order = None
         self.position_step = 0
-        improved = self._improved(entry)
+        for scenario in {id(s): s for _, plan in self._step_plans for s in plan.scenari()}.values():
+            if scenario.schedule is not None:
+                scenario.schedule.observe(entry)  # ReduceLROnPlateau; after the epoch end is committed, so a resume never repeats it
+        improved = self._best_value.improved(entry)
         if fired:
             self._finish(entry, fired, improved)
         elif self.run_directory is not None and self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
             self._checkpoint("periodic", best=improved)
 
     def _finish(self, entry: dict, fired: list[tuple[Stop, str]], improved: bool) -> None:
+        if self.average is not None:
+            self.average.copy_to_model()  # the model keeps the averaged weights (a stop that restores weights wins)
         for stop, _ in fired:
             stop.finish(self)
         self.stop_reason = "; ".join(reason for _, reason in fired)
@@ -349,16 +356,6 @@ class Trainer:
             self._checkpoint("final", best=improved)
         for recorder in self.recorders:
             recorder.on_end(self, self.stop_reason)
-
-    def _improved(self, entry: dict) -> bool:
-        stream, output, metric = self.best
-        value = entry.get(stream, {}).get(output, {}).get(metric)
-        if value is None or math.isnan(value):
-            return False
-        better = self._best_value is None or (value > self._best_value if metric == "accuracy" else value < self._best_value)
-        if better:
-            self._best_value = value
-        return better
 
     def _elapsed(self) -> float:
         if self._session_start is None:
@@ -380,12 +377,14 @@ class Trainer:
             **self.sums.state_dict(),
             "elapsed": self._elapsed(),
             "history": self.history[:pending["history"]] if pending is not None else self.history,
-            "stop_reason": self.stop_reason, "best_value": self._best_value, "rng": rng,
+            "stop_reason": self.stop_reason, "best_value": self._best_value.value, "rng": rng,
             "sampler": self._streams["train"].sampler.state_dict(),
             "order_rng": self._order_rng.bit_generator.state,
             "stops": pending["stops"] if pending is not None else states(self.stops),
             "recorders": pending["recorders"] if pending is not None else states(self.recorders),
             "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
+            "ema": None if self.average is None else self.average.state_dict(),
+            "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
             "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
         }
 
@@ -397,9 +396,14 @@ class Trainer:
         self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
                              if state["phase"] == "epoch_end" else None)
         self.sums.load_state_dict(state)
+        if self.average is not None and state.get("ema") is not None:
+            self.average.load_state_dict(state["ema"])
+        parameters = dict(self.net.module.named_parameters())
+        for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
+            parameters[name].grad = gradient.to(parameters[name].device)
         self._elapsed_before = state["elapsed"]
         self.stop_reason = state["stop_reason"]
-        self._best_value = state["best_value"]
+        self._best_value.value = state["best_value"]
         self._streams["train"].sampler.load_state_dict(state["sampler"])
         bit_generator = np.random.PCG64()
         bit_generator.state = state["order_rng"]
@@ -428,10 +432,9 @@ class Trainer:
                 f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
 
     def _config(self) -> dict:
-        return {
-            "outputs": self.outputs, "batch_size": self.batch_size, "order": self.order, "seed": self.seed,
-            "hyperparameters": self.hyperparameters, "notes": self.notes, "save_if_murdered": self.save_if_murdered,
-            "eval_batch_size": self.eval_batch_size, "checkpoint_every": self.checkpoint_every,
-            "keep_checkpoints": self.run_directory.store.keep, "best": list(self.best),
-            "stops": [describe_object(stop) for stop in self.stops], "recorders": [describe_object(r) for r in self.recorders],
-        }
+        """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
+        config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
+        config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
+                      checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
+                      recorders=[describe_object(r) for r in self.recorders])
+        return config

@@ -58,3 +58,20 @@ def test_content_hash_sees_every_byte_and_accepts_tensors():
     changed[5, 1] += 1
     assert DatasetMapper(inp=changed, out=np.arange(6)).content_hash() != a.content_hash()
     assert len(a) == 6 and sorted(a) == ["inp", "out"]
+
+
+def test_class_balanced_sampler_reads_tensor_labels():
+    x, y = torch.zeros(10, 2), torch.tensor([0] * 8 + [1] * 2)
+    for labels in (y, y.to(torch.int32), y.to(torch.uint8)):
+        mapper = DatasetMapper(inp=x, out=labels, sampler=ClassBalanced(seed=0))
+        order = mapper.sampler.epoch_order(mapper)
+        assert np.bincount(y.numpy()[order]).tolist() == [8, 8]
+    mapper = DatasetMapper(inp=x, out=y.float(), sampler=ClassBalanced(seed=0))
+    with pytest.raises(ValueError, match="expected exactly one 1-d integer array"):
+        mapper.sampler.epoch_order(mapper)
+
+
+def test_tensors_numpy_cannot_hold_are_refused_when_the_mapper_is_built():
+    for dtype in (torch.bfloat16, torch.complex64):
+        with pytest.raises(ValueError, match=rf"'inp' must be a real tensor.*received {dtype}; convert it first"):
+            DatasetMapper(inp=torch.zeros(4, 2, dtype=dtype), out=np.zeros(4, dtype=np.int64))

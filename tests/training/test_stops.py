@@ -65,7 +65,7 @@ def test_early_stopping_waits_patience_epochs_and_restores_the_best_weights():
     history = trainer.start(toy(), valid=toy(seed=1))
     # Epoch 3 does not beat 0.5 by more than min_delta; epoch 5 (0.45) does; 6, 7, 8 do not: stop after 8.
     assert len(history) == 8
-    assert "best 0.45 at epoch 5" in trainer.stop_reason
+    assert trainer.stop_reason.endswith("best 0.45 at epoch 5; restored its weights")
     assert all(torch.equal(net.state_dict()[k], v) for k, v in weights[5].items())
     assert not torch.equal(net.state_dict()["hid.W"], weights[8]["hid.W"])
 
@@ -84,6 +84,7 @@ def test_nan_guard_on_a_diverging_loss_goes_back_to_the_start():
     history = trainer.start(DatasetMapper(inp=x, out=(x[:, 0] > 0).astype(np.int64)))
     assert len(history) == 1 and not math.isfinite(history[0]["train"]["out"]["loss"])
     assert trainer.stop_reason.startswith("NaNGuard: non-finite train/out/loss")
+    assert trainer.stop_reason.endswith("at epoch 1; restored the initial weights and optimizer state (those of the start of the run, epoch 0)")
     assert all(torch.equal(net.state_dict()[k], v) for k, v in initial.items())
     # The optimizer goes back too: no non-finite momentum is left to poison the next step.
     assert net.optimizer_state_dict()["params"] == {}
@@ -103,9 +104,31 @@ def test_nan_guard_on_non_finite_weights_keeps_the_last_finite_epoch():
     net, trainer = net_and_trainer([PoisonAtEpoch3(), stops.NaNGuard(), stops.EpochWall(30)])
     history = trainer.start(toy())
     assert len(history) == 3 and trainer.stop_reason == (
-        "NaNGuard: non-finite hid.W at epoch 3; restored the state of the last finite epoch")
+        "NaNGuard: non-finite hid.W at epoch 3; restored the weights and optimizer state of epoch 2, the last finite one")
     assert all(torch.equal(net.state_dict()[k], v) for k, v in weights[2].items())
     assert not torch.equal(weights[2]["hid.W"], weights[3]["hid.W"])
+
+
+def test_nan_guard_says_which_epoch_it_restored_after_a_resume():
+    """The restored epoch is part of the stop's checkpointed state."""
+    guard = stops.NaNGuard()
+    state = {"epoch": 1, "train": {"out": {"loss": 0.5}}}
+    net, trainer = net_and_trainer([guard, stops.EpochWall(5)])
+    guard.begin(trainer)
+    assert guard.update(trainer, state) is None and guard.snapshot_epoch == 1
+    clone = stops.NaNGuard()
+    clone.load_state_dict(guard.state_dict())
+    assert clone.update(trainer, {"epoch": 2, "train": {"out": {"loss": math.nan}}}).endswith(
+        "at epoch 2; restored the weights and optimizer state of epoch 1, the last finite one")
+    old_checkpoint = stops.NaNGuard()
+    old_checkpoint.load_state_dict({"snapshot": guard.snapshot})  # written before the epoch was kept
+    assert "restored the initial weights" in old_checkpoint.update(trainer, {"epoch": 2, "train": {"out": {"loss": math.inf}}})
+
+
+def test_early_stopping_whose_metric_never_was_finite_still_explains_itself():
+    stop = stops.EarlyStopping("valid", "out", patience=1)
+    assert stop.update(None, {"epoch": 1, "valid": {"out": {"loss": math.nan}}}) == (
+        "EarlyStopping: valid/out/loss did not improve by more than 0 for 1 epoch(s); no finite value yet")
 
 
 @pytest.mark.parametrize(("stop", "message"), [

@@ -125,6 +125,15 @@
 
   // -- curves ------------------------------------------------------------------------
   const streamColors = { train: "#3b6fd8", valid: "#e07b24", test: "#2e9d6b" };
+  const CHART_MIN_WIDTH = 360, CHART_GAP = 18, CHART_HEIGHT = 240;
+  // Charts share the card's width: as many columns as fit (at most one per chart), each as wide as it can be.
+  function chartWidth(holder, count) {
+    const available = holder.clientWidth || 900;
+    const columns = Math.max(1, Math.min(count, Math.floor((available + CHART_GAP) / (CHART_MIN_WIDTH + CHART_GAP))));
+    return Math.floor((available - CHART_GAP * (columns - 1)) / columns);
+  }
+  const lastIndex = (values) => { for (let i = values.length - 1; i >= 0; i--) if (values[i] != null) return i; return -1; };
+  const metricText = (v) => (v == null ? "—" : Math.abs(v) >= 1000 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toPrecision(4) : v.toFixed(4));
   function drawCurves() {
     const box = document.getElementById("curves");
     if (!data.history || !data.history.charts.length) {
@@ -133,16 +142,32 @@
     }
     const holder = el("div", { class: "charts" });
     box.append(holder);
+    const epochs = data.history.epochs;
+    const plots = [];
+    const width = chartWidth(holder, data.history.charts.length);
     for (const chart of data.history.charts) {
       const target = el("div", { class: "chart", "data-chart": chart.output + "/" + chart.metric },
         el("h3", {}, chart.output + " — " + chart.metric));
       holder.append(target);
-      const series = [{ label: "epoch" }].concat(chart.series.map((s) => ({
-        label: s.stream, stroke: streamColors[s.stream] || "#888", width: 2, points: { show: data.history.epochs.length < 40 } })));
-      new uPlot({ width: 430, height: 230, series: series, scales: { x: { time: false } },
+      // Away from the plot the legend shows each series' last value (uPlot shows "--" until hovered).
+      const series = [{ label: "epoch", value: (u, v, s, idx) => String(idx == null ? epochs[epochs.length - 1] : v) }].concat(
+        chart.series.map((s) => {
+          const last = lastIndex(s.values);
+          return { label: s.stream, stroke: streamColors[s.stream] || "#888", width: 2, points: { show: epochs.length < 40 },
+            value: (u, v, si, idx) => metricText(idx == null ? (last < 0 ? null : s.values[last]) : v) };
+        }));
+      plots.push(new uPlot({ width: width, height: CHART_HEIGHT, series: series, scales: { x: { time: false } },
         axes: [{ label: "epoch" }, { size: 60 }], legend: { live: true } },
-        [data.history.epochs].concat(chart.series.map((s) => s.values)), target);
+        [epochs].concat(chart.series.map((s) => s.values)), target));
     }
+    let pending = null;
+    window.addEventListener("resize", () => {
+      cancelAnimationFrame(pending);
+      pending = requestAnimationFrame(() => {
+        const resized = chartWidth(holder, plots.length);
+        for (const plot of plots) plot.setSize({ width: resized, height: CHART_HEIGHT });
+      });
+    });
   }
 
   // -- tables ------------------------------------------------------------------------
