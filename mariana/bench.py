@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mariana.arguments import at_least
+
 BATCH, LR, MOMENTUM = 64, 0.01, 0.9
 
 
@@ -118,8 +120,6 @@ def run(steps: int = 300, repeats: int = 3, numpy: bool = False, file: TextIO | 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """``python benchmarks/step_overhead.py [--steps 500] [--repeats 3] [--numpy]``."""
-    from mariana.cli import at_least
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_arguments(parser, at_least(1))
     parser.set_defaults(steps=500)

@@ -47,11 +47,27 @@ def positive_int(value: Any, owner: str, what: str) -> int:
     return int(value)
 
 
+def refuse_masked(value: Any, what: str) -> None:
+    """``ValueError`` if ``value`` is a numpy masked array: every consumer would read the masked values as data.
+
+    Example:
+        >>> refuse_masked(np.ma.masked_array([1.0, 2.0], mask=[False, True]), "Input 'inp': input data")
+        Traceback (most recent call last):
+        ...
+        ValueError: Input 'inp': input data is a numpy masked array (1 of 2 values masked), whose mask would be ignored: ...
+    """
+    if isinstance(value, np.ma.MaskedArray):
+        masked = int(np.ma.count_masked(value))
+        raise ValueError(f"{what} is a numpy masked array ({masked} of {value.size} values masked), whose mask would be ignored: "
+                         f"the masked values would be used as data. Pass value.filled(fill) with the value you mean, or drop the masked rows.")
+
+
 def as_tensor(value: Any, owner: Described, role: str) -> torch.Tensor:
-    """``value`` (tensor, numpy array or nested lists) as a tensor, without copying when possible."""
+    """``value`` (tensor, numpy array or nested lists) as a tensor, without copying when possible; masked arrays are refused."""
     if isinstance(value, torch.Tensor):
         return value
     name = owner.describe()
+    refuse_masked(value, f"{name}: {role}")
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise ValueError(f"{name}: expected numeric {role}, but received an array of dtype {value.dtype}.")

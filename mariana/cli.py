@@ -21,36 +21,17 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mariana.arguments import CommandError, at_least
 from mariana.report.log import printable
-
-
-class CommandError(Exception):
-    """A problem with what the user asked for: printed as one line, exit status 2."""
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # argparse prints the usage too: keep it to one line
         self.exit(2, printable(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
-
-
-def at_least(minimum: int) -> Callable[[str], int]:
-    """An argparse type: an int ``>= minimum``."""
-
-    def convert(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = None
-        if value is None or value < minimum:
-            raise argparse.ArgumentTypeError(f"expected an int >= {minimum}, but received {text!r}")
-        return value
-
-    convert.__name__ = f"int >= {minimum}"
-    return convert
 
 
 def _say(text: str) -> None:
@@ -100,15 +81,11 @@ def _unregistered_classes(document: Any) -> list[str]:
 
 def _mar_architecture(path: str) -> Any:
     """The architecture document of a .mar file, read with the loader's own caps (None if unreadable)."""
-    import zipfile
-
-    from mariana import persistence as P
+    from mariana.persistence import read_architecture
 
     try:
-        with zipfile.ZipFile(path) as archive:
-            members = P._check_members(archive, repr(path))
-            return P._read_json(archive, members[P.ARCHITECTURE], repr(path))
-    except (OSError, ValueError, zipfile.BadZipFile):
+        return read_architecture(path)
+    except ValueError:
         return None
 
 

@@ -22,6 +22,7 @@ import torch
 
 import mariana as mar
 from mariana import datasets
+from mariana.arguments import CommandError, at_least
 from mariana.models import BUILDERS
 
 #: name -> (loader, image shape (channels, rows, cols), default epochs)
@@ -34,8 +35,6 @@ DATASETS = {
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The demo's command-line options (used by ``mariana.cli``)."""
-    from mariana.cli import at_least
-
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--data-dir", default=None, help="folder with the idx files (default: $MARIANA_DATA)")
     parser.add_argument("--model", choices=sorted(BUILDERS), default="mlp")
@@ -49,8 +48,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def check_run_dir(run_dir: Path) -> None:
     """``CommandError`` unless ``run_dir`` can hold a new run: absent, or an empty folder."""
-    from mariana.cli import CommandError
-
     if run_dir.exists() and not run_dir.is_dir():
         raise CommandError(f"--run-dir {str(run_dir)!r} is a file; give a new folder")
     if (run_dir / "run.json").exists():
@@ -60,7 +57,6 @@ def check_run_dir(run_dir: Path) -> None:
 
 
 def run_demo(args: argparse.Namespace) -> int:
-    from mariana.cli import CommandError
     from mariana.training import DatasetMapper, Trainer, recorders, stops
 
     loader, image_shape, default_epochs = DATASETS[args.dataset]

@@ -110,6 +110,7 @@ class CostResult:
 
     losses: Tensors  #: each output's cost (without regularization)
     logits: Tensors  #: each output's pre-activation (a classifier's class scores)
+    counts: Tensors  #: how much the batch counts in a mean over batches, for outputs with class weights (others: rows)
 
 
 class ForwardPlan:
@@ -239,15 +240,22 @@ class CostPlan:
     def prepare(self, batch: Mapping[str, Any]) -> tuple[Tensors, Tensors]:
         return self.forward.prepare(batch, target_outputs=tuple(self.outputs))
 
-    def evaluate(self, feeds: Tensors, targets: Tensors) -> CostResult:
-        """One forward pass and the outputs' costs (with decorators when this is a training plan)."""
+    def evaluate(self, feeds: Tensors, targets: Tensors, sample_weights: Tensors | None = None) -> CostResult:
+        """One forward pass and the outputs' costs (with decorators when this is a training plan).
+
+        ``sample_weights`` maps output names to per-sample weights ``(batch,)``.
+        """
         forward = self.forward.run(feeds, self.training)
-        losses = {
-            layer.name: layer.cost_value(forward.pre[layer.name], forward.values[layer.name], targets.get(layer.name),
-                                         forward.clean, self.training)
-            for layer in self.outputs
-        }
-        return CostResult(losses=losses, logits={layer.name: forward.pre[layer.name] for layer in self.outputs})
+        weights = sample_weights or {}
+        losses, counts = {}, {}
+        for layer in self.outputs:
+            name, target = layer.name, targets.get(layer.name)
+            losses[name] = layer.cost_value(forward.pre[name], forward.values[name], target, forward.clean, self.training,
+                                            weights.get(name))
+            class_weights = layer.cost.target_weights(target) if target is not None else None
+            if class_weights is not None:
+                counts[name] = class_weights.sum()
+        return CostResult(losses=losses, logits={layer.name: forward.pre[layer.name] for layer in self.outputs}, counts=counts)
 
 
 class TrainingPlan(CostPlan):

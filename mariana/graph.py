@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from mariana.layers.base import Layer, Shape
+from mariana.registry import deserialize
 
 if TYPE_CHECKING:
     from mariana.network import Network
@@ -211,3 +212,30 @@ def _descendants_in_order(start: Layer) -> list[Layer]:
             stack.extend(layer.outgoing)
     members = {layer.name: layer for layer in seen.values()}
     return list(topological_order(members).values())
+
+
+def network_from_config(config: dict) -> Network:
+    """Build the layers a network config names and connect them in order (``Network.from_config``)."""
+    if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not isinstance(config.get("edges"), list):
+        raise ValueError("A network config is a dict with a 'layers' list and an 'edges' list.")
+    built: dict[str, Layer] = {}
+
+    def resolve(name: str) -> Layer:
+        if name not in built:
+            raise ValueError(f"Network config: layer {name!r} is referenced before it is defined.")
+        return built[name]
+
+    pending_edges = [tuple(edge) for edge in config["edges"]]
+    for entry in config["layers"]:
+        layer = deserialize(entry, Layer, resolve=resolve)
+        if layer.name in built:
+            raise ValueError(f"Network config: duplicate layer name {layer.name!r}.")
+        built[layer.name] = layer
+        for source, target in [edge for edge in pending_edges if edge[1] == layer.name]:
+            resolve(source).network.connect(resolve(source), layer)
+            pending_edges.remove((source, target))
+    if pending_edges:
+        raise ValueError(f"Network config: edges {pending_edges} name unknown layers.")
+    if not built:
+        raise ValueError("Network config: no layers.")
+    return next(iter(built.values())).network

@@ -33,10 +33,10 @@ import torch
 from torch import nn
 
 from mariana import graph, optimizer_state
-from mariana.execution import CostPlan, ForwardPlan, TrainingPlan, batch_length, chunks
+from mariana.execution import CostPlan, ForwardPlan, TrainingPlan, chunks
 from mariana.graph_module import GraphModule
 from mariana.layers.base import Layer, install_network_factory
-from mariana.registry import deserialize, serialize
+from mariana.registry import serialize
 
 
 class Network:
@@ -161,29 +161,7 @@ class Network:
     @classmethod
     def from_config(cls, config: dict) -> Network:
         """Rebuild a network (fresh params) from :meth:`get_config`'s output."""
-        if not isinstance(config, dict) or not isinstance(config.get("layers"), list) or not isinstance(config.get("edges"), list):
-            raise ValueError("A network config is a dict with a 'layers' list and an 'edges' list.")
-        built: dict[str, Layer] = {}
-
-        def resolve(name: str) -> Layer:
-            if name not in built:
-                raise ValueError(f"Network config: layer {name!r} is referenced before it is defined.")
-            return built[name]
-
-        pending_edges = [tuple(edge) for edge in config["edges"]]
-        for entry in config["layers"]:
-            layer = deserialize(entry, Layer, resolve=resolve)
-            if layer.name in built:
-                raise ValueError(f"Network config: duplicate layer name {layer.name!r}.")
-            built[layer.name] = layer
-            for source, target in [edge for edge in pending_edges if edge[1] == layer.name]:
-                resolve(source).network.connect(resolve(source), layer)
-                pending_edges.remove((source, target))
-        if pending_edges:
-            raise ValueError(f"Network config: edges {pending_edges} name unknown layers.")
-        if not built:
-            raise ValueError("Network config: no layers.")
-        return next(iter(built.values())).network
+        return graph.network_from_config(config)
 
     def optimizer_state_dict(self) -> dict:
         """Optimizer state keyed ``<layer>.<param>`` (never by position), plus each scenario's step count."""
@@ -223,7 +201,7 @@ class Network:
         to_onnx(self, path, outputs=outputs, **kwargs)
 
     def fit(self, train: Any, valid: Any = None, epochs: int = 1, batch_size: int = 64, **kwargs: Any) -> Any:
-        """Shortcut for ``Trainer(self, ...).start(train, valid=valid)``; returns the history."""
+        """Shortcut for ``Trainer(self, ...).start(train, valid=valid)``; returns the history (see ``mariana.training.fit``)."""
         from mariana.training import fit
 
         return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
@@ -335,13 +313,16 @@ class Network:
         """The costs of ``outputs`` without updating anything (no dropout); chunked by ``batch_size``."""
         plan = self.cost_plan(outputs)
         feeds, targets = plan.prepare(batch)
-        totals: dict[str, torch.Tensor] = {}
+        totals: dict[str, Any] = {}
+        counts: dict[str, Any] = {}
         with _mode(self.module, training=False), torch.no_grad():
             for chunk in chunks(feeds, targets, batch_size):
-                for name, loss in plan.evaluate(chunk.feeds, chunk.targets).losses.items():
-                    totals[name] = totals.get(name, 0) + loss * (chunk.stop - chunk.start)
-        count = batch_length(feeds)
-        return {name: (total / count).detach() for name, total in totals.items()}
+                result = plan.evaluate(chunk.feeds, chunk.targets)
+                for name, loss in result.losses.items():
+                    count = result.counts.get(name, chunk.stop - chunk.start)  # class weights: a weighted mean over chunks
+                    totals[name] = totals.get(name, 0) + loss * count
+                    counts[name] = counts.get(name, 0) + count
+        return {name: (total / counts[name]).detach() for name, total in totals.items()}
 
     def forward(self, layers: str | Sequence[str], /, training: bool = False, **batch: Any) -> dict[str, torch.Tensor]:
         """The outputs of ``layers`` as tensors that keep their graph (for custom losses and tests).

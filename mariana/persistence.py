@@ -13,7 +13,12 @@ Members (nothing else is accepted):
 Loading never runs code from the file: no pickle, class names resolve only
 through :mod:`mariana.registry`, every member is size-capped and read into
 memory (never extracted), and tensor shapes and dtypes are checked against
-the architecture before any weight is allocated.
+the architecture before any weight is allocated. Its cost is bounded: a
+tensor member that would inflate more than :data:`MAX_COMPRESSION_RATIO`
+times (a zip bomb; Mariana stores tensors uncompressed) is refused before a
+byte is inflated, and ``max_bytes`` caps every member. Optimizer state is
+checked against the layout of the optimizers that would use it, and
+weights holding NaN or infinite values load with a warning naming them.
 
 Example:
     >>> import os, tempfile, numpy as np, mariana as mar, mariana.layers as ML
@@ -35,7 +40,9 @@ import math
 import os
 import struct
 import time
+import warnings
 import zipfile
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -65,6 +72,18 @@ MAX_JSON_BYTES = 32 * 2**20
 MAX_TENSOR_BYTES = 8 * 2**30
 #: Largest safetensors header (bytes).
 MAX_HEADER_BYTES = 16 * 2**20
+#: Tensors barely compress (Mariana stores them uncompressed): a tensor member that inflates more than
+#: this many times its compressed size, beyond :data:`SMALL_MEMBER_BYTES`, is refused as a zip bomb.
+MAX_COMPRESSION_RATIO = 100
+SMALL_MEMBER_BYTES = 2**20
+
+
+class NonFiniteWeightsWarning(UserWarning):
+    """A loaded ``.mar`` file holds NaN or infinite values in its weights or optimizer state."""
+
+
+class OptimizerStateWarning(UserWarning):
+    """A ``.mar`` file's optimizer state does not fit this network's optimizers, so it was left out."""
 
 _DTYPES = {
     "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
@@ -160,33 +179,41 @@ def _json_default(value: Any) -> Any:
 
 
 # -- loading ----------------------------------------------------------------------------
-def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
+def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES, optimizer: bool = True) -> Any:
     """Read a ``.mar`` file written by :func:`save` and return the rebuilt Network.
 
     Raises ``ValueError`` naming the problem for anything that is not a
     well-formed ``.mar`` file of a supported version; nothing is written and
-    no code from the file runs. ``max_bytes`` caps each tensor member.
+    no code from the file runs. ``max_bytes`` caps every member (default: 8 GiB
+    for tensors, 32 MiB for JSON; a smaller value lowers both). With
+    ``optimizer=False`` the optimizer state is not read (e.g. when it is
+    damaged); optimizer state that does not fit the network's optimizers
+    (unknown or missing keys) is left out with an :class:`OptimizerStateWarning`.
+    NaN or infinite weights load with a :class:`NonFiniteWeightsWarning`.
     """
     path = as_path(path, "load")
+    if not is_int(max_bytes) or max_bytes < 1:
+        raise ValueError(f"load: max_bytes must be an int >= 1 (bytes), but received {max_bytes!r}.")
     if not path.is_file():
         raise FileNotFoundError(f"No .mar file at {str(path)!r}.")
     where = f"{str(path)!r}"
     try:
         archive = zipfile.ZipFile(path)
+        archive_size = path.stat().st_size
     except (zipfile.BadZipFile, OSError, ValueError) as error:
         raise ValueError(f"{where} is not a .mar file (not a readable zip archive: {error}).") from None
     with archive:
-        members = _check_members(archive, where)
-        architecture = _read_json(archive, members[ARCHITECTURE], where)
+        members = _check_members(archive, where, archive_size)
+        architecture = _read_json(archive, members[ARCHITECTURE], where, max_bytes)
         _check_architecture(architecture, where)
-        log = _read_json(archive, members[LOG], where)
+        log = _read_json(archive, members[LOG], where, max_bytes)
         if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
             raise ValueError(f"{where}: {LOG} must be a list of objects, but holds {type(log).__name__}.")
         skeleton, expected = _skeleton(architecture, where)
         weights = _read_tensors(archive, members[WEIGHTS], expected, where, max_bytes)
-        optimizer_state = None
-        if OPTIMIZER_JSON in members or OPTIMIZER_TENSORS in members:
-            optimizer_state = _read_optimizer(archive, members, skeleton, where, max_bytes)
+        optimizer_state, notices = None, []
+        if optimizer and OPTIMIZER_JSON in members:
+            optimizer_state, notices = _read_optimizer(archive, members, skeleton, where, max_bytes)
     # Only now, with every byte read and checked, is the real network allocated.
     with _fresh_rng():
         network = _from_config(Network, architecture["network"], where)
@@ -198,10 +225,53 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES) -> Any:
         raise ValueError(f"{where}: the stored state does not fit the architecture: {error}") from None
     network.log[:] = log
     network.record("load", path=str(path), format_version=architecture["format_version"])
+    for message in notices:
+        warnings.warn(message, OptimizerStateWarning, stacklevel=2)
+    _warn_non_finite(weights, optimizer_state, where)
     return network
 
 
-def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.ZipInfo]:
+def _warn_non_finite(weights: dict[str, torch.Tensor], optimizer_state: dict | None, where: str) -> None:
+    """A :class:`NonFiniteWeightsWarning` naming the layers whose tensors hold NaN or inf (checked in chunks: little memory)."""
+    found = {key: counts for key, tensor in weights.items() if (counts := _non_finite(tensor))}
+    for param, entries in (optimizer_state or {}).get("params", {}).items():
+        found.update({f"{param}/{key}": counts for key, value in entries.items()
+                      if isinstance(value, torch.Tensor) and (counts := _non_finite(value))})
+    if not found:
+        return
+    layers = sorted({key.split("/")[0].rpartition(".")[0] for key in found})
+    details = ", ".join(f"{key}: {nan} NaN, {inf} inf" for key, (nan, inf) in sorted(found.items())[:10])
+    warnings.warn(f"{where}: layer(s) {layers} hold NaN or infinite values ({details}{', ...' if len(found) > 10 else ''}); "
+                  f"they load as saved, but outputs that use them will be NaN or inf.", NonFiniteWeightsWarning, stacklevel=3)
+
+
+def _non_finite(tensor: torch.Tensor) -> tuple[int, int] | None:
+    if not (tensor.is_floating_point() or tensor.is_complex()):
+        return None
+    nan = inf = 0
+    for chunk in tensor.reshape(-1).split(2**22):
+        if not bool(torch.isfinite(chunk).all()):
+            nan += int(torch.isnan(chunk).sum())
+            inf += int(torch.isinf(chunk).sum())
+    return (nan, inf) if nan or inf else None
+
+
+def read_architecture(path: str | os.PathLike) -> Any:
+    """The architecture document of a ``.mar`` file (for tools that describe a file they cannot load), with load's caps.
+
+    Raises ``ValueError`` for anything that is not a readable ``.mar`` file; builds nothing and runs nothing.
+    """
+    where = repr(str(path))
+    try:
+        path = as_path(path, "read_architecture")
+        with zipfile.ZipFile(path) as archive:
+            members = _check_members(archive, where, path.stat().st_size)
+            return _read_json(archive, members[ARCHITECTURE], where, MAX_JSON_BYTES)
+    except (OSError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{where} is not a readable .mar file ({error}).") from None
+
+
+def _check_members(archive: zipfile.ZipFile, where: str, archive_size: int) -> dict[str, zipfile.ZipInfo]:
     members: dict[str, zipfile.ZipInfo] = {}
     for info in archive.infolist():
         name = info.filename
@@ -213,6 +283,7 @@ def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.Zi
             raise ValueError(f"{where}: unexpected member {name!r}; a .mar file holds only {list(REQUIRED + OPTIONAL)}.")
         if info.flag_bits & 0x1:
             raise ValueError(f"{where}: member {name!r} is encrypted; .mar members never are.")
+        _check_sizes(info, where, archive_size)
         members[name] = info
     missing = [name for name in REQUIRED if name not in members]
     if missing:
@@ -220,6 +291,26 @@ def _check_members(archive: zipfile.ZipFile, where: str) -> dict[str, zipfile.Zi
     if (OPTIMIZER_JSON in members) != (OPTIMIZER_TENSORS in members):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} and {OPTIMIZER_TENSORS} come together, but only one is present.")
     return members
+
+
+def _check_sizes(info: zipfile.ZipInfo, where: str, archive_size: int) -> None:
+    """Refuse, before inflating anything, a member whose compressed bytes the file cannot hold, or a tensor
+    member that would inflate implausibly (a zip bomb): real tensors barely compress."""
+    name = info.filename
+    if info.header_offset + info.compress_size > archive_size:
+        raise ValueError(f"{where}: member {name!r} claims {info.compress_size} compressed bytes at offset {info.header_offset}, "
+                         f"but the file holds only {archive_size} bytes; it is corrupt or forged.")
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise ValueError(f"{where}: member {name!r} is stored uncompressed, yet claims {info.compress_size} bytes in the file "
+                         f"and {info.file_size} once read; it is corrupt or forged.")
+    if (name.endswith(".safetensors") and info.file_size > SMALL_MEMBER_BYTES
+            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
+        raise ValueError(
+            f"{where}: member {name!r} would inflate {info.compress_size} bytes into {info.file_size} "
+            f"({info.file_size / max(info.compress_size, 1):.0f}:1); tensors never compress beyond {MAX_COMPRESSION_RATIO}:1, "
+            f"so this is a zip bomb or not a tensor file. Nothing was inflated. A genuine file re-zipped with its tensors "
+            f"stored uncompressed (as Mariana writes them) loads."
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str) -> bytes:
@@ -236,8 +327,8 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, wher
     return data
 
 
-def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> Any:
-    data = _read_member(archive, info, MAX_JSON_BYTES, where)
+def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> Any:
+    data = _read_member(archive, info, min(MAX_JSON_BYTES, max_bytes), where)
     try:
         return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
@@ -304,7 +395,10 @@ def _read_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: dic
                   where: str, max_bytes: int) -> dict[str, torch.Tensor]:
     """Check the safetensors header against ``expected`` before reading the data, then load it."""
     size = sum(_DTYPE_SIZES[dtype] * math.prod(shape) for dtype, shape in expected.values())
-    header_bytes = _read_header(archive, info, where)
+    if size > max_bytes:  # before inflating even the header
+        raise ValueError(f"{where}: member {info.filename!r} holds tensors of {size} bytes, over the {max_bytes}-byte limit "
+                         f"(load(..., max_bytes=) sets it).")
+    header_bytes = _read_header(archive, info, where, max_bytes)
     if info.file_size != 8 + len(header_bytes) + size:
         raise ValueError(f"{where}: member {info.filename!r} is {info.file_size} bytes, but its tensors need {8 + len(header_bytes) + size}.")
     _check_header(header_bytes, expected, info.filename, where)
@@ -318,14 +412,14 @@ def _read_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: dic
 _DTYPE_SIZES = {dtype: torch.empty((), dtype=dtype).element_size() for dtype in _DTYPES.values()}
 
 
-def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str) -> bytes:
+def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> bytes:
     try:
         with archive.open(info) as stream:
             prefix = stream.read(8)
             if len(prefix) < 8:
                 raise ValueError(f"{where}: member {info.filename!r} is too short for safetensors.")
             (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES or length > info.file_size - 8:
+            if length > min(MAX_HEADER_BYTES, max_bytes) or length > info.file_size - 8:
                 raise ValueError(f"{where}: member {info.filename!r} declares a {length}-byte header, which it cannot hold.")
             header = stream.read(length)
     except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
@@ -357,36 +451,170 @@ def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tu
             raise ValueError(f"{where}: member {member!r}: tensor {key!r} is {entry!r}, but expected {_DTYPE_NAMES.get(dtype)} {list(shape)}.")
 
 
-def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str, max_bytes: int) -> dict:
-    scalars = _read_json(archive, members[OPTIMIZER_JSON], where)
+def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str,
+                    max_bytes: int) -> tuple[dict | None, list[str]]:
+    """The optimizer state, checked against the state layout of the optimizers that would use it (on ``network``,
+    the skeleton), and the notices to warn with. A value of the wrong kind (a string where a tensor belongs) is a
+    ``ValueError``; keys that fit none of those optimizers mean the state is left out (None) with a notice."""
+    scalars = _read_json(archive, members[OPTIMIZER_JSON], where, max_bytes)
     if not isinstance(scalars, dict) or not isinstance(scalars.get("params"), dict) or not isinstance(scalars.get("scenari"), dict):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} needs 'params' and 'scenari' objects.")
-    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where), OPTIMIZER_TENSORS, where)
+    for name, steps in scalars["scenari"].items():
+        if not isinstance(steps, dict) or not is_int(steps.get("steps")) or not 0 <= steps["steps"] < 2**63:
+            raise ValueError(f"{where}: {OPTIMIZER_JSON}: scenario of {name!r} needs a 'steps' count in [0, 2**63), but is {steps!r}.")
+    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where, max_bytes), OPTIMIZER_TENSORS, where)
     params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
+    found: dict[str, dict[str, tuple]] = {}  # param -> state key -> ("tensor", dtype, shape) or ("value", value)
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
     for key, entry in entries.items():
         param_name, _, state_key = key.partition("/")
         if param_name not in params or not state_key:
             raise ValueError(f"{where}: optimizer tensor {key!r} names no parameter of this network (params: {sorted(params)}).")
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES or not isinstance(entry.get("shape"), list):
+        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES or not isinstance(entry.get("shape"), list) \
+                or not all(is_int(n) and n >= 0 for n in entry["shape"]):
             raise ValueError(f"{where}: optimizer tensor {key!r} has a malformed header entry {entry!r}.")
         shape = tuple(entry["shape"])
         if shape not in ((), tuple(params[param_name].shape)):
             raise ValueError(f"{where}: optimizer tensor {key!r} has shape {list(shape)}, but {param_name} is {list(params[param_name].shape)}.")
         expected[key] = (_DTYPES[entry["dtype"]], shape)
-    tensors = _read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
-    state: dict[str, dict] = {}
+        found.setdefault(param_name, {})[state_key] = ("tensor", _DTYPES[entry["dtype"]], shape)
     for param_name, values in scalars["params"].items():
         if param_name not in params or not isinstance(values, dict):
             raise ValueError(f"{where}: {OPTIMIZER_JSON} names unknown parameter {param_name!r}.")
         for key, value in values.items():
             if value is not None and not isinstance(value, (bool, int, float, str)):
                 raise ValueError(f"{where}: {OPTIMIZER_JSON}: {param_name}/{key} must be a number, but is {value!r}.")
+            if key in found.get(param_name, {}):
+                raise ValueError(f"{where}: optimizer state {param_name}/{key} is both in {OPTIMIZER_TENSORS} and in {OPTIMIZER_JSON}.")
+            found.setdefault(param_name, {})[key] = ("value", value)
+    misfits = _optimizer_misfits(network, params, found, where)
+    if misfits:
+        shown = "; ".join(misfits[:5]) + ("; ..." if len(misfits) > 5 else "")
+        return None, [f"{where}: its optimizer state does not fit this network's optimizers ({shown}), so the network was "
+                      f"loaded without optimizer state: training starts with fresh momentum and moments."]
+    tensors = _read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
+    state: dict[str, dict] = {}
+    for param_name, values in scalars["params"].items():
         state[param_name] = dict(values)
     for key, tensor in tensors.items():
         param_name, _, state_key = key.partition("/")
         state.setdefault(param_name, {})[state_key] = tensor
-    for name, steps in scalars["scenari"].items():
-        if not isinstance(steps, dict) or not isinstance(steps.get("steps"), int) or steps["steps"] < 0:
-            raise ValueError(f"{where}: {OPTIMIZER_JSON}: scenario of {name!r} needs a non-negative 'steps' count, but is {steps!r}.")
-    return {"params": state, "scenari": scalars["scenari"]}
+    return {"params": state, "scenari": scalars["scenari"]}, []
+
+
+def check_optimizer_state(network: Any, state: dict, where: str) -> list[str]:
+    """Check an optimizer state dict (as :meth:`Network.optimizer_state_dict` makes it, e.g. from a checkpoint)
+    against the per-param layout of the optimizers that would use it.
+
+    Raises ``ValueError`` naming ``where`` and the param/key for a value of the
+    wrong kind (a string where a tensor belongs, a wrong dtype or shape) or an
+    unknown param; returns descriptions of params whose keys fit none of those
+    optimizers (unknown or missing keys), empty when everything fits.
+
+    Example:
+        >>> import mariana.layers as ML, mariana.scenari as MS
+        >>> net = ML.Input(2, name="inp") > ML.Regression(1, learning_scenari=[MS.GradientDescent(0.1, momentum=0.9)], name="out")
+        >>> check_optimizer_state(net, {"params": {"out.W": {"momentum_buffer": "abc"}}}, "ckpt")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: ckpt: optimizer state out.W/momentum_buffer must be a F32 tensor shaped like out.W ...
+    """
+    params = dict(network.module.named_parameters())
+    entries = state.get("params", {}) if isinstance(state, dict) else None
+    if not isinstance(entries, dict):
+        raise ValueError(f"{where}: optimizer state needs a 'params' object, but holds {type(entries).__name__}.")
+    found: dict[str, dict[str, tuple]] = {}
+    for param_name, values in entries.items():
+        if param_name not in params or not isinstance(values, dict):
+            raise ValueError(f"{where}: optimizer state names unknown parameter {param_name!r} (params: {sorted(params)}).")
+        found[param_name] = {key: ("tensor", value.dtype, tuple(value.shape)) if isinstance(value, torch.Tensor) else ("value", value)
+                             for key, value in values.items()}
+    return _optimizer_misfits(network, params, found, where)
+
+
+def _optimizer_misfits(network: Any, params: dict[str, torch.Tensor], found: dict[str, dict[str, tuple]], where: str) -> list[str]:
+    scenari, layouts = _scenari_by_layer(network), {}
+    misfits = []
+    for param_name, state in found.items():
+        param = params[param_name]
+        candidates = [(repr(scenario), _state_layout(scenario, param.dtype, layouts))
+                      for scenario in scenari.get(param_name.rpartition(".")[0], [])]
+        misfit = _check_state_layout(param_name, tuple(param.shape), state, candidates, where)
+        if misfit:
+            misfits.append(misfit)
+    return misfits
+
+
+_Layout = dict[str, tuple]  # state key -> ("tensor", dtype, "param" or a fixed shape) or ("value", python type)
+_PROBE_SHAPE = (2, 3)
+
+
+def _scenari_by_layer(network: Any) -> dict[str, list[Any]]:
+    """For each layer (by ``state_dict`` prefix), the optimizers that could step its params, as ``_execution`` picks
+    them: the layer's own, else its wrapper's, else one inherited from an output."""
+    inherited = list({id(o.optimizer): o.optimizer for o in network.outputs.values() if o.optimizer is not None}.values())
+    return {key: [own] if (own := member.optimizer or node.optimizer) is not None else inherited
+            for node in network.layers.values() for key, member in node.named_layers()}
+
+
+def _state_layout(scenario: Any, dtype: torch.dtype, cache: dict) -> _Layout | None:
+    """What ``scenario``'s optimizer keeps per param, found by one step on a small probe param (None if it cannot step)."""
+    cache_key = (type(scenario), scenario.config_key(), dtype)
+    if cache_key not in cache:
+        probe = torch.zeros(_PROBE_SHAPE, dtype=dtype, device="cpu", requires_grad=True)
+        probe.grad = torch.ones_like(probe)
+        state: defaultdict = defaultdict(dict)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                scenario.make_optimizer([probe], state).step()
+        except Exception:  # an optimizer that cannot step on CPU in this dtype: only the generic checks apply
+            cache[cache_key] = None
+        else:
+            cache[cache_key] = {
+                key: ("tensor", value.dtype, "param" if tuple(value.shape) == _PROBE_SHAPE else tuple(value.shape))
+                if isinstance(value, torch.Tensor) else ("value", type(value))
+                for key, value in state[probe].items()
+            }
+    return cache[cache_key]
+
+
+def _check_state_layout(param_name: str, param_shape: tuple[int, ...], state: dict[str, tuple],
+                        candidates: list[tuple[str, _Layout | None]], where: str) -> str:
+    """ValueError if a value is of the wrong kind for its key; else "" when ``state`` has exactly the keys of one
+    candidate's layout, or a description of the misfit."""
+    layouts = [(name, layout) for name, layout in candidates if layout is not None]
+    if len(layouts) < len(candidates):
+        return ""  # an optimizer whose layout is unknown: the generic checks are all we can do
+    for key, received in state.items():
+        specs = [(name, layout[key]) for name, layout in layouts if key in layout]
+        if specs and not any(_fits(received, spec, param_shape) for _, spec in specs):
+            name, spec = specs[0]
+            raise ValueError(f"{where}: optimizer state {param_name}/{key} must be {_spec_text(spec, param_name)} "
+                             f"(what {name} keeps), but the file holds {_received_text(received)}. Load it with "
+                             f"load(..., optimizer=False) to get the weights without optimizer state.")
+    keys = set(state)
+    if any(keys == set(layout) for _, layout in layouts):
+        return ""
+    if not layouts:
+        return f"{param_name} has state {sorted(keys)} but no optimizer"
+    return f"{param_name} has state {sorted(keys)}, but " + " or ".join(f"{name} keeps {sorted(layout)}" for name, layout in layouts)
+
+
+def _fits(received: tuple, spec: tuple, param_shape: tuple[int, ...]) -> bool:
+    if spec[0] == "tensor":
+        return received[0] == "tensor" and received[1] == spec[1] and received[2] == (param_shape if spec[2] == "param" else spec[2])
+    return received[0] == "value" and isinstance(received[1], spec[1]) and not (isinstance(received[1], bool) and spec[1] is not bool)
+
+
+def _spec_text(spec: tuple, param_name: str) -> str:
+    if spec[0] == "tensor":
+        where = f"shaped like {param_name}" if spec[2] == "param" else f"of shape {list(spec[2])}"
+        return f"a {_DTYPE_NAMES.get(spec[1], spec[1])} tensor {where}"
+    return f"a {spec[1].__name__}"
+
+
+def _received_text(received: tuple) -> str:
+    if received[0] == "tensor":
+        return f"a {_DTYPE_NAMES.get(received[1], received[1])} tensor of shape {list(received[2])}"
+    return f"{type(received[1]).__name__} {received[1]!r}"

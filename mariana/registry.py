@@ -19,6 +19,7 @@ Example:
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -64,8 +65,10 @@ def lookup(name: str, expected: type | None = None) -> type:
     """The registered class called ``name``; ``ValueError`` if unknown."""
     if not isinstance(name, str) or name not in _CLASSES:
         raise ValueError(
-            f"Unknown class name {name!r}. Known classes: {', '.join(sorted(_CLASSES))}. "
-            f"Custom classes must be decorated with @mariana.register before loading."
+            f"Unknown class name {name!r}: no class of that name is registered"
+            + (f" (did you mean {', '.join(map(repr, close))}?)" if (close := difflib.get_close_matches(str(name), _CLASSES, 3)) else "")
+            + ". Custom classes must be decorated with @mariana.register, and their module imported, before loading "
+              "(mariana.registry.classes() lists the known ones)."
         )
     klass = _CLASSES[name]
     if expected is not None and not issubclass(klass, expected):

@@ -34,9 +34,11 @@ def test_every_registered_abstraction_has_a_case():
     assert registered - covered == set(), "add a line to tests/abstraction_cases.py for each new abstraction"
 
 
-def test_unknown_class_name_is_refused_with_the_known_ones_listed():
-    with pytest.raises(ValueError, match="Unknown class name 'os.system'.*ReLU"):
+def test_unknown_class_name_is_refused_naming_it_and_close_matches():
+    with pytest.raises(ValueError, match=r"Unknown class name 'os.system': no class of that name is registered\. Custom"):
         registry.deserialize({"class": "os.system", "config": {}})
+    with pytest.raises(ValueError, match=r"Unknown class name 'ReLu'.*did you mean 'ReLU'"):
+        registry.deserialize({"class": "ReLu", "config": {}})
 
 
 def test_class_of_the_wrong_family_is_refused():

@@ -137,3 +137,8 @@ def test_the_reference_data_path_is_unchanged_by_checks():
     from mariana.execution import check_finite
 
     check_finite(t, ML.Input(2, name="probe"), "input data")
+
+
+def test_a_layer_cannot_be_named_training():
+    with pytest.raises(ValueError, match=r"Hidden: the name 'training' is reserved: net.forward takes training="):
+        ML.Hidden(2, name="training")

@@ -20,7 +20,7 @@ def report(tmp_path_factory):
     """The page opened in Chromium, with everything it logged and requested while loading."""
     network = build_report_network()
     # A Trainer's entry, longer than any cut: the log shows it whole.
-    network._record("training", phase="start", outputs=["out", "score"], batch_size=32, order="simultaneous", seed=0,
+    network.record("training", phase="start", outputs=["out", "score"], batch_size=32, order="simultaneous", seed=0,
                     stops=[{"class": "EpochWall", "config": {"epochs": 30}}, {"class": "NaNGuard", "config": {}},
                            {"class": "EarlyStopping", "config": {"stream": "valid", "output": "out", "metric": "loss", "patience": 3,
                                                                  "min_delta": 0.0, "restore_best": True}}],

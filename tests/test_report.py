@@ -111,8 +111,8 @@ def test_bad_history_raises(network, tmp_path):
 def test_scenari_show_their_learning_rate_and_log_entries_are_never_cut(network):
     assert "learning_scenari: Adam(lr=0.001)" in " ".join(network.summary().split())
     stops = [{"class": "EarlyStopping", "config": {"stream": "valid", "output": "out", "metric": "loss", "patience": 3}}] * 4
-    network._record("training", phase="start", outputs=["out"], batch_size=8, stops=stops, run_dir="runs/" + "x" * 150)
-    network._record("training", phase="end", epochs=3, reason="EpochWall: reached 3 epoch(s)",
+    network.record("training", phase="start", outputs=["out"], batch_size=8, stops=stops, run_dir="runs/" + "x" * 150)
+    network.record("training", phase="end", epochs=3, reason="EpochWall: reached 3 epoch(s)",
                     metrics={"epoch": 3, "train": {"out": {"loss": 0.123456789, "accuracy": 0.5}}})
     start, end = log_rows(network.log)[-2:]
     assert "…" not in start["text"] and start["text"].endswith("run_dir runs/" + "x" * 150)

@@ -50,8 +50,13 @@ if TYPE_CHECKING:
 Shape = tuple[int, ...]
 
 _NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-#: Keywords of the run calls (net.test(..., batch_size=...)), so no layer can be named like them.
-RESERVED_NAMES = frozenset({"batch_size"})
+#: Names no layer may take, and why.
+RESERVED_NAMES = {
+    "batch_size": "run calls take batch_size= as an option, so data could not be fed to it",
+    "training": "net.forward takes training= as an option, and torch keeps each module's train/eval flag under that name",
+    "sampler": "DatasetMapper takes sampler= as an option, so data could not be mapped to it",
+    "weights": "DatasetMapper takes weights= as an option, so data could not be mapped to it",
+}
 _AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
 
 #: Makes the one-layer Network every layer is born in. The graph sits above the layers, so it
@@ -88,7 +93,7 @@ def check_name(name: Any, owner: str) -> str:
             f"digits and '_', and are not Python keywords (e.g. 'hidden_1')."
         )
     if name in RESERVED_NAMES:
-        raise ValueError(f"{owner}: the name {name!r} is reserved: run calls take {name}= as an option, so data could not be fed to it.")
+        raise ValueError(f"{owner}: the name {name!r} is reserved: {RESERVED_NAMES[name]}.")
     return name
 
 

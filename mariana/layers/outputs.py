@@ -50,11 +50,13 @@ class OutputLayer(Hidden):
         return stable and not (training and self.decorators)
 
     def cost_value(self, pre: torch.Tensor, out: torch.Tensor, targets: torch.Tensor | None,
-                   clean: dict[str, torch.Tensor], training: bool) -> torch.Tensor:
-        """This layer's cost for one forward pass (stable logits form when it applies)."""
-        if self.uses_logits(training):
-            return self.cost.on_logits(self.activation.to_logits(pre), targets)
-        return self.cost(out, targets)
+                   clean: dict[str, torch.Tensor], training: bool, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """This layer's cost for one forward pass (stable logits form when it applies), per-sample weighted if asked."""
+        logits = self.uses_logits(training)
+        inputs = self.activation.to_logits(pre) if logits else out
+        if sample_weights is not None:
+            return self.cost.weighted(inputs, targets, sample_weights, logits=logits)
+        return self.cost.on_logits(inputs, targets) if logits else self.cost(inputs, targets)
 
     def accept_targets(self, value: Any) -> torch.Tensor:
         tensor = as_tensor(value, self, "targets")
@@ -194,9 +196,10 @@ class Autoencode(OutputLayer):
         (self.size,) = self.output_shape(input_shape)
         super().build(input_shape)
 
-    def cost_value(self, pre, out, targets, clean, training):
+    def cost_value(self, pre, out, targets, clean, training, sample_weights=None):
         reference = clean[self.target].detach()
-        return super().cost_value(pre, out, reference.flatten(1) if reference.dim() > 2 else reference, clean, training)
+        return super().cost_value(pre, out, reference.flatten(1) if reference.dim() > 2 else reference, clean, training,
+                                  sample_weights)
 
     def get_config(self) -> dict:
         config = super().get_config()

@@ -14,11 +14,12 @@ Example:
 
 from mariana.training import recorders, stops
 from mariana.training.fit import fit
+from mariana.training.history import History
 from mariana.training.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
 from mariana.training.resume import ResumeWarning
 from mariana.training.trainer import Trainer
 
 __all__ = [
     "Trainer", "DatasetMapper", "stops", "recorders", "fit",
-    "Sampler", "Sequential", "Shuffled", "ClassBalanced", "ResumeWarning",
+    "Sampler", "Sequential", "Shuffled", "ClassBalanced", "ResumeWarning", "History",
 ]

@@ -5,7 +5,15 @@ metadata carries the JSON state (positions, RNG states, history, stop and
 recorder state) and whose tensors carry the weights, optimizer state and
 any other tensor the state refers to. Files get new names; the ``latest``
 and ``best`` pointers are small JSON files replaced atomically, holding the
-checkpoint's sha256 so a damaged file is never taken for a good one.
+checkpoint's sha256 so a damaged file is never taken for a good one. Each
+checkpoint also gets a ``<name>.sha256`` sidecar (``sha256sum`` format) so
+that, when ``latest`` is lost or damaged, the newest checkpoint that still
+matches its own digest can be found and used, with a warning.
+
+A run directory may come from anyone: :func:`read_json` names the file it
+cannot parse, :func:`clean_run_directory` removes the temps killed writes
+left (never a user's file), and :func:`run_digest` / :func:`run_differences`
+tie a run document (``run.json``) to the checkpoints that recorded it.
 
 Example:
     >>> import tempfile, torch
@@ -25,6 +33,7 @@ import os
 import platform
 import random
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,10 +42,14 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from mariana.files import atomic_write
+from mariana.files import atomic_write, remove_stale_temps
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
+_SIDECAR = re.compile(r"(ckpt-\d{6}-e\d+-s\d+\.safetensors)\.sha256\Z")
+_SIDECAR_LINE = re.compile(r"([0-9a-f]{64})  (ckpt-\d{6}-e\d+-s\d+\.safetensors)\n?\Z")
+#: Largest JSON file of a run directory read (bytes): run.json and the pointers are far smaller.
+MAX_JSON_BYTES = 64 * 2**20
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -48,8 +61,44 @@ def write_json(path: str | os.PathLike, value: Any) -> None:
     write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
 
 
-def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+_RESTORE = "Restore it from a copy, or start the run again in a new run_dir."
+
+
+def read_json(path: str | os.PathLike, advice: str = _RESTORE) -> Any:
+    """The JSON value in ``path``; ``ValueError`` naming the file, then ``advice``, when it is not JSON (or over :data:`MAX_JSON_BYTES`).
+
+    Example:
+        >>> import os, tempfile
+        >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
+        >>> write_bytes(path, b'{"trainer": ')
+        >>> read_json(path)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: '.../run.json' is not valid JSON (Expecting value: line 1 column 13 (char 12)); ...
+    """
+    path = Path(path)
+    with open(path, "rb") as file:
+        data = file.read(MAX_JSON_BYTES + 1)
+    if len(data) > MAX_JSON_BYTES:
+        raise ValueError(f"{str(path)!r} is over {MAX_JSON_BYTES} bytes, far more than a run file holds: Mariana did not write it. "
+                         f"{advice}".rstrip())
+    try:
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+    except (UnicodeDecodeError, ValueError, RecursionError) as error:
+        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); it was damaged or edited. {advice}".rstrip()) from None
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        raise ValueError(f"duplicate key {next(key for key, _ in pairs if key in seen or seen.add(key))!r} in one object")
+    return result
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # -- nested state <-> (JSON, tensors) ---------------------------------------------------
@@ -132,6 +181,26 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+class CheckpointWarning(UserWarning):
+    """A run directory was usable only in part: e.g. its ``latest`` pointer was lost and an older checkpoint is used."""
+
+
+class _PointerError(Exception):
+    """A pointer that cannot be followed (missing, not JSON, malformed, naming no file); ``cause`` is the error to show."""
+
+    def __init__(self, cause: OSError | ValueError) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+class _RefusedCheckpoint(Exception):
+    """The checkpoint ``name`` that a readable pointer names could not be loaded; ``cause`` is the error to show."""
+
+    def __init__(self, cause: OSError | ValueError, name: str) -> None:
+        super().__init__(str(cause))
+        self.cause, self.name = cause, name
+
+
 class CheckpointStore:
     """The ``checkpoints/`` folder of a run directory plus its ``latest`` and ``best`` pointers."""
 
@@ -151,6 +220,14 @@ class CheckpointStore:
             return []
         return sorted(p.name for p in self.folder.iterdir() if _NAME.match(p.name))
 
+    def has_checkpoint(self) -> bool:
+        """Whether the run directory holds anything to resume from: a ``latest`` pointer or a complete checkpoint file.
+
+        False for a run killed before its first checkpoint, whose directory a new
+        start may reuse (after :func:`clean_run_directory`).
+        """
+        return self._pointer("latest").exists() or bool(self.names())
+
     def _next_name(self, epoch: int, step: int) -> str:
         names = self.names()
         counter = int(_NAME.match(names[-1]).group(1)) + 1 if names else 1
@@ -158,13 +235,15 @@ class CheckpointStore:
 
     def save(self, tensors: dict[str, torch.Tensor], state: dict, epoch: int, step: int,
              best: bool = False, prune: bool = True) -> str:
-        """Write a new checkpoint, then point ``latest`` (and ``best`` if asked) at it; returns its name."""
+        """Write a new checkpoint and its ``.sha256`` sidecar, then point ``latest`` (and ``best`` if asked) at it; returns its name."""
         self.folder.mkdir(parents=True, exist_ok=True)
         name = self._next_name(epoch, step)
         document = {"format": FORMAT_VERSION, "state": state}
         data = save_tensors(tensors, metadata={"mariana": json.dumps(document)})
+        digest = hashlib.sha256(data).hexdigest()
         write_bytes(self.folder / name, data)
-        pointer = {"checkpoint": name, "sha256": hashlib.sha256(data).hexdigest(), "epoch": epoch, "step": step}
+        write_bytes(self.folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
+        pointer = {"checkpoint": name, "sha256": digest, "epoch": epoch, "step": step}
         write_json(self._pointer("latest"), pointer)
         if best:
             write_json(self._pointer("best"), pointer)
@@ -173,35 +252,308 @@ class CheckpointStore:
         return name
 
     def prune(self) -> None:
-        """Remove all but the last ``keep`` checkpoints and the ones ``latest``/``best`` point at."""
+        """Remove all but the last ``keep`` checkpoints and the ones ``latest``/``best`` point at, with their sidecars
+        and the temps of killed checkpoint writes."""
         names = self.names()
         protected = set(names[-self.keep:])
         for which in ("latest", "best"):
-            if self._pointer(which).exists():
-                protected.add(read_json(self._pointer(which))["checkpoint"])
+            try:
+                pointer = read_json(self._pointer(which), advice="")
+            except (OSError, ValueError):
+                continue  # missing or damaged: it protects nothing (``load`` falls back on intact checkpoints)
+            if isinstance(pointer, dict) and isinstance(pointer.get("checkpoint"), str):
+                protected.add(pointer["checkpoint"])
         for name in names:
             if name not in protected:
                 (self.folder / name).unlink(missing_ok=True)
-        for temp in self.folder.glob(".ckpt-*.tmp"):
-            temp.unlink(missing_ok=True)
+                (self.folder / f"{name}.sha256").unlink(missing_ok=True)
+        for sidecar in self.folder.iterdir():
+            match = _SIDECAR.match(sidecar.name)
+            if match and not (self.folder / match.group(1)).exists():
+                sidecar.unlink(missing_ok=True)
+        remove_stale_temps(self.folder, keep=lambda target: not (_NAME.match(target) or _SIDECAR.match(target)))
+
+    def recorded_sha256(self, name: str) -> str | None:
+        """The sha256 that checkpoint ``name``'s ``.sha256`` sidecar records, or None (no sidecar, or a malformed one)."""
+        try:
+            with open(self.folder / f"{name}.sha256", "rb") as file:
+                recorded = _SIDECAR_LINE.match(file.read(200).decode("ascii"))
+        except (OSError, UnicodeDecodeError):
+            return None
+        return recorded.group(1) if recorded is not None and recorded.group(2) == name else None
+
+    def verified_sha256(self, name: str) -> str | None:
+        """The sha256 of checkpoint ``name`` if its ``.sha256`` sidecar records exactly that digest, else None."""
+        recorded = self.recorded_sha256(name)
+        try:
+            return recorded if recorded is not None and file_sha256(self.folder / name) == recorded else None
+        except OSError:
+            return None
 
     def load(self, which: str = "latest") -> tuple[dict[str, torch.Tensor], dict]:
-        """The (tensors, state) of the checkpoint a pointer names, its sha256 checked first."""
+        """The (tensors, state) of the checkpoint a pointer names, its sha256 checked first.
+
+        When ``latest`` is missing or unreadable (not JSON: a kill or a disk
+        error), the newest checkpoint whose ``.sha256`` sidecar matches it is
+        loaded instead, with a :class:`CheckpointWarning` that says which and
+        why. A pointer that reads but cannot be honoured (malformed, naming no
+        checkpoint, or one that fails its sha256) is refused with a
+        ``ValueError`` that says how to fall back (delete ``latest``): its
+        content was changed, so guessing is not safe. ``best`` never falls back
+        (the newest checkpoint is not the best one).
+        """
         pointer_path = self._pointer(which)
+        try:
+            return self._load_pointer(pointer_path)
+        except _PointerError as error:
+            failed = error.cause
+        except (_RefusedCheckpoint, ValueError) as error:
+            cause, refused = (error.cause, error.name) if isinstance(error, _RefusedCheckpoint) else (error, None)
+            fallback = self.newest_intact(exclude=refused)
+            if fallback is None or which != "latest":
+                raise cause from None
+            raise type(cause)(f"{cause} Restore it from a copy, or delete {str(pointer_path)!r} to resume from the newest "
+                              f"intact checkpoint, {fallback}.") from None
+        if which != "latest":
+            raise failed
+        for name in reversed(self.names()):
+            recorded = self.recorded_sha256(name)
+            if recorded is None:
+                continue
+            try:
+                result = self._read(self.folder / name, recorded)
+            except (OSError, ValueError):
+                continue
+            else:
+                epoch, step = _NAME.match(name).group(2, 3)
+                warnings.warn(f"{failed} Falling back on the newest intact checkpoint, {str(self.folder / name)!r} (epoch {epoch}, "
+                              f"step {step}; its sha256 matches {name}.sha256); progress after it, if any, is lost.",
+                              CheckpointWarning, stacklevel=2)
+                return result
+        if isinstance(failed, FileNotFoundError) and not self.names():
+            raise FileNotFoundError(f"{failed} No checkpoint in {str(self.folder)!r} either: the run was stopped before "
+                                    f"its first checkpoint. Start it again with a new run_dir, or delete this one first.") from None
+        raise type(failed)(f"{failed} No checkpoint in {str(self.folder)!r} matches its .sha256 sidecar, so none can be "
+                           f"trusted. Start the run again in a new run_dir, or restore the run directory from a copy.") from None
+
+    def newest_intact(self, exclude: str | None = None) -> str | None:
+        """The newest checkpoint (other than ``exclude``) that matches its ``.sha256`` sidecar, or None."""
+        for name in reversed(self.names()):
+            if name != exclude and self.verified_sha256(name) is not None:
+                return name
+        return None
+
+    def _load_pointer(self, pointer_path: Path) -> tuple[dict[str, torch.Tensor], dict]:
         if not pointer_path.exists():
-            raise FileNotFoundError(f"No checkpoint pointer {str(pointer_path)!r}: this run directory holds no checkpoint yet.")
-        pointer = read_json(pointer_path)
+            raise _PointerError(FileNotFoundError(f"No checkpoint pointer {str(pointer_path)!r}: this run directory holds no checkpoint yet."))
+        try:
+            pointer = read_json(pointer_path, advice="")
+        except (OSError, ValueError) as error:
+            raise _PointerError(error) from None
         name = pointer.get("checkpoint") if isinstance(pointer, dict) else None
         if not isinstance(name, str) or not _NAME.match(name) or not isinstance(pointer.get("sha256"), str):
             raise ValueError(f"Checkpoint pointer {str(pointer_path)!r} is malformed: expected a checkpoint name like "
-                             f"'ckpt-000001-e1-s0.safetensors' and its sha256, but read {pointer!r}.")
-        path = self.folder / name
+                             f"'ckpt-000001-e1-s0.safetensors' and its sha256, but read {_short(pointer)}.")
+        if not (self.folder / name).is_file():
+            raise ValueError(f"Checkpoint pointer {str(pointer_path)!r} names {name}, which is not in {str(self.folder)!r}.")
+        try:
+            return self._read(self.folder / name, pointer["sha256"])
+        except (OSError, ValueError) as error:
+            raise _RefusedCheckpoint(error, name) from None
+
+    def _read(self, path: Path, sha256: str) -> tuple[dict[str, torch.Tensor], dict]:
+        """A checkpoint file's (tensors, state), once its bytes hash to ``sha256``; ValueError naming the file if not."""
+        if not path.is_file():
+            raise FileNotFoundError(f"Checkpoint {str(path)!r} is missing.")
         data = path.read_bytes()
         digest = hashlib.sha256(data).hexdigest()
-        if digest != pointer["sha256"]:
-            raise ValueError(f"Checkpoint {str(path)!r} is damaged: expected sha256 {pointer['sha256']}, but the file hashes to {digest}.")
-        header_size = int.from_bytes(data[:8], "little")
-        document = json.loads(json.loads(data[8:8 + header_size])["__metadata__"]["mariana"])
-        if document.get("format") != FORMAT_VERSION:
-            raise ValueError(f"Checkpoint {str(path)!r} has format {document.get('format')!r}; this Mariana reads format {FORMAT_VERSION}.")
-        return load_tensors(data), document["state"]
+        if digest != sha256:
+            raise ValueError(f"Checkpoint {str(path)!r} is damaged: expected sha256 {sha256}, but the file hashes to {digest}.")
+        try:
+            header_size = int.from_bytes(data[:8], "little")
+            metadata = json.loads(data[8:8 + header_size])["__metadata__"]
+            document = json.loads(metadata["mariana"])
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
+            raise ValueError(f"Checkpoint {str(path)!r} has no readable Mariana state in its header ({type(error).__name__}: {error}).") from None
+        if not isinstance(document, dict) or document.get("format") != FORMAT_VERSION or not isinstance(document.get("state"), dict):
+            found = document.get("format") if isinstance(document, dict) else None
+            raise ValueError(f"Checkpoint {str(path)!r} has format {found!r}; this Mariana reads format {FORMAT_VERSION}.")
+        try:
+            tensors = load_tensors(data)
+        except Exception as error:  # safetensors raises its own SafetensorError for malformed data
+            raise ValueError(f"Checkpoint {str(path)!r} is not valid safetensors ({error}).") from None
+        return tensors, document["state"]
+
+
+# -- the run directory ----------------------------------------------------------------------
+def clean_run_directory(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temps that killed atomic writes left in ``run_dir``; returns their paths.
+
+    Call it when a run starts or resumes. Only temps of Mariana's exact
+    naming (``.<target>.<8 random characters>.tmp``) whose writer is dead
+    (no lock held) are removed, and only for targets a run directory holds:
+    ``latest``, ``best``, ``run.json`` or any file already there;
+    ``data/*.safetensors``; ``checkpoints/ckpt-*`` and their sidecars.
+    Folders that are symlinks are not entered.
+
+    Example:
+        >>> import os, tempfile
+        >>> run_dir = tempfile.mkdtemp()
+        >>> for name in (".latest.k2j4x9z1.tmp", ".run.json.0a1b2c3d.tmp", "my.latest.k2j4x9z1.tmp"):
+        ...     open(os.path.join(run_dir, name), "wb").close()
+        >>> sorted(path.name for path in clean_run_directory(run_dir))
+        ['.latest.k2j4x9z1.tmp', '.run.json.0a1b2c3d.tmp']
+        >>> os.listdir(run_dir)
+        ['my.latest.k2j4x9z1.tmp']
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    removed = remove_stale_temps(run_dir, keep=lambda target: not (target in ("latest", "best", "run.json") or (run_dir / target).is_file()))
+    data = run_dir / "data"
+    if data.is_dir() and not data.is_symlink():
+        removed += remove_stale_temps(data, keep=lambda target: not (target.endswith(".safetensors") or (data / target).is_file()))
+    folder = run_dir / "checkpoints"
+    if folder.is_dir() and not folder.is_symlink():
+        removed += remove_stale_temps(folder, keep=lambda target: not (_NAME.match(target) or _SIDECAR.match(target)))
+    return removed
+
+
+# -- tying run.json to checkpoints ----------------------------------------------------------
+def canonical_json(document: Any) -> bytes:
+    """``document`` as canonical JSON bytes: sorted keys, no spaces, UTF-8 (equal documents give equal bytes)."""
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def run_digest(document: Any) -> str:
+    """The sha256 of ``document``'s canonical JSON: record it in each checkpoint to tie ``run.json`` to it.
+
+    Key order and whitespace do not change it; any value does.
+
+    Example:
+        >>> run_digest({"trainer": {"batch_size": 16}, "format": 1}) == run_digest({"format": 1, "trainer": {"batch_size": 16}})
+        True
+        >>> run_digest({"trainer": {"batch_size": 16}}) == run_digest({"trainer": {"batch_size": 32}})
+        False
+    """
+    return hashlib.sha256(canonical_json(document)).hexdigest()
+
+
+def run_differences(recorded: Any, current: Any) -> list[str]:
+    """The dotted paths where ``current`` differs from ``recorded`` (changed, added or removed), in document order.
+
+    Lists are compared item by item (``network.layers[1]``); a key that is not
+    an identifier is written in brackets (``data["x.npy"]``); ``1``, ``1.0`` and
+    ``True`` differ, as they do in :func:`run_digest`. Empty exactly when the digests match.
+
+    Example:
+        >>> recorded = {"trainer": {"batch_size": 16, "lr": 0.05}, "network": {"layers": [{"a": "ReLU"}, {"a": "ReLU"}]}}
+        >>> current = {"trainer": {"batch_size": 32, "lr": 0.05}, "network": {"layers": [{"a": "ReLU"}, {"a": "Tanh"}]}}
+        >>> run_differences(recorded, current)
+        ['trainer.batch_size', 'network.layers[1].a']
+    """
+    differences: list[str] = []
+    _differences(recorded, current, "", differences)
+    return differences
+
+
+def _differences(recorded: Any, current: Any, path: str, found: list[str]) -> None:
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        for key in list(recorded) + [key for key in current if key not in recorded]:
+            child = f"{path}.{key}" if _IDENTIFIER.match(key) else f"{path}[{json.dumps(key)}]"
+            if key not in recorded or key not in current:
+                found.append(child.lstrip("."))
+            else:
+                _differences(recorded[key], current[key], child, found)
+    elif isinstance(recorded, list) and isinstance(current, list):
+        for index in range(max(len(recorded), len(current))):
+            child = f"{path}[{index}]"
+            if index >= len(recorded) or index >= len(current):
+                found.append(child.lstrip("."))
+            else:
+                _differences(recorded[index], current[index], child, found)
+    elif canonical_json(recorded) != canonical_json(current):
+        found.append(path.lstrip(".") or "(the whole document)")
+
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_run_document(recorded: Any, current: Any, where: str) -> None:
+    """``ValueError`` naming the fields of ``current`` (e.g. run.json now) that differ from ``recorded`` (what a checkpoint recorded).
+
+    Example:
+        >>> check_run_document({"trainer": {"batch_size": 16}}, {"trainer": {"batch_size": 32}}, "runs/x/run.json")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'runs/x/run.json' was changed after the run started: trainer.batch_size (was 16, now 32). ...
+    """
+    differences = run_differences(recorded, current)
+    if not differences:
+        return
+    shown = ", ".join(f"{path} ({_describe_change(recorded, current, path)})" for path in differences[:10])
+    more = f" and {len(differences) - 10} more" if len(differences) > 10 else ""
+    raise ValueError(f"{where!r} was changed after the run started: {shown}{more}. Its checkpoints were made with the "
+                     f"recorded values; restore them, or start a new run with the new settings.")
+
+
+def run_record(document: Any) -> dict:
+    """What a checkpoint records of its run document: ``{"sha256": run_digest(document), "document": document}``.
+
+    Put it in each checkpoint's state; at resume, :func:`check_run_record` compares
+    it with ``run.json`` as it is then.
+    """
+    return {"sha256": run_digest(document), "document": document}
+
+
+def check_run_record(record: Any, current: Any, where: str) -> None:
+    """``ValueError`` unless ``current`` (``run.json`` now, read from ``where``) is the document ``record`` holds.
+
+    The message names each changed field with its recorded and current value
+    (:func:`check_run_document`). A record that is not one :func:`run_record`
+    made, or whose digest does not match its own document, is refused too.
+
+    Example:
+        >>> record = run_record({"trainer": {"batch_size": 16}})
+        >>> check_run_record(record, {"trainer": {"batch_size": 16}}, "run.json")
+        >>> check_run_record(record, {"trainer": {"batch_size": 32}}, "run.json")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'run.json' was changed after the run started: trainer.batch_size (was 16, now 32). ...
+    """
+    if not isinstance(record, dict) or set(record) != {"sha256", "document"} or run_digest(record["document"]) != record["sha256"]:
+        raise ValueError(f"The checkpoint's record of {where!r} is malformed or does not match its own sha256; the checkpoint "
+                         f"was edited. Restore the run directory from a copy, or start the run again in a new run_dir.")
+    if run_digest(current) != record["sha256"]:
+        check_run_document(record["document"], current, where)
+
+
+def _describe_change(recorded: Any, current: Any, path: str) -> str:
+    before, after = _lookup(recorded, path), _lookup(current, path)
+    if before is _ABSENT:
+        return f"added, now {_short(after)}"
+    if after is _ABSENT:
+        return f"removed, was {_short(before)}"
+    return f"was {_short(before)}, now {_short(after)}"
+
+
+_ABSENT = object()
+_STEP = re.compile(r"\.?([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[(\"(?:[^\"\\]|\\.)*\")\]")
+
+
+def _lookup(document: Any, path: str) -> Any:
+    if path == "(the whole document)":
+        return document
+    value, position = document, 0
+    while position < len(path):
+        step = _STEP.match(path, position)
+        position = step.end()
+        name, index, quoted = step.groups()
+        key: Any = name if name is not None else int(index) if index is not None else json.loads(quoted)
+        if isinstance(key, int) and isinstance(value, list) and key < len(value):
+            value = value[key]
+        elif isinstance(key, str) and isinstance(value, dict) and key in value:
+            value = value[key]
+        else:
+            return _ABSENT
+    return value

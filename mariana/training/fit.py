@@ -16,22 +16,29 @@ from collections.abc import Sequence
 from typing import Any
 
 from mariana.network import Network
+from mariana.training.history import History
+from mariana.training.recorders import ProgressBar
 from mariana.training.stops import EpochWall, NaNGuard, Stop
 from mariana.training.trainer import Trainer
 
 
 def fit(network: Network, train: Any, valid: Any = None, epochs: int = 1, batch_size: int = 64, *,
-        test: Any = None, outputs: str | Sequence[str] | None = None, stops: Sequence[Stop] = (), **kwargs: Any) -> list[dict]:
+        test: Any = None, outputs: str | Sequence[str] | None = None, stops: Sequence[Stop] = (), verbose: int = 1,
+        **kwargs: Any) -> History:
     """``net.fit(train, valid=..., epochs=..., batch_size=...)``: a Trainer with EpochWall(epochs) and a NaNGuard.
 
     ``train``/``valid``/``test`` are DatasetMappers or dicts of arrays; other
-    keywords go to :class:`~mariana.training.Trainer`. Returns the history.
+    keywords go to :class:`~mariana.training.Trainer`. Returns the history
+    (its ``stop_reason`` says why the run ended). ``verbose``: 0 silent, 1 a
+    live bar (one line per epoch when stdout is not a terminal), 2 one line
+    per epoch; ``recorders=[...]`` replaces the progress bar.
     As in Keras, a network with one Input and one trained output also takes
     bare arrays: ``net.fit(x, y)``, or ``(x, y)`` pairs for each stream.
     """
     if _is_array(train) and _is_array(valid):  # net.fit(x, y)
         train, valid = (train, valid), None
     train, valid, test = (_pair_to_dict(network, outputs, data, name) for name, data in (("train", train), ("valid", valid), ("test", test)))
+    kwargs.setdefault("recorders", [ProgressBar(verbose=verbose)])
     all_stops = [EpochWall(epochs), NaNGuard(), *stops]
     trainer = Trainer(network, outputs=outputs, batch_size=batch_size, stops=all_stops, **kwargs)
     return trainer.start(train, valid=valid, test=test)

@@ -149,10 +149,13 @@ class DatasetMapper(Mapping):
 
     ``sampler``: "shuffled" (default), "sequential", "class_balanced" or a
     :class:`Sampler`. All arrays must have the same length. The names are
-    checked against the network when a trainer starts.
+    checked against the network when a trainer starts. ``weights`` maps
+    trained output names to per-sample weights (one non-negative number per
+    sample): each sample's loss counts that much (Keras' ``sample_weight``;
+    see ``mariana.costs.Cost.weighted``).
     """
 
-    def __init__(self, /, sampler: str | Sampler = "shuffled", **arrays: Any) -> None:
+    def __init__(self, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None, **arrays: Any) -> None:
         if not arrays:
             raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
         converted: dict[str, np.ndarray | torch.Tensor] = {}
@@ -177,6 +180,7 @@ class DatasetMapper(Mapping):
         if next(iter(lengths.values())) == 0:
             raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
         self._arrays = converted
+        self.weights = _sample_weights(weights, len(self))
         self.sampler = as_sampler(sampler)
         self._hash: str | None = None
 
@@ -205,8 +209,7 @@ class DatasetMapper(Mapping):
         """sha256 over every key, dtype, shape and byte of data (cached)."""
         if self._hash is None:
             digest = hashlib.sha256()
-            for key in sorted(self._arrays):
-                array = self.numpy(key)
+            for key, array in sorted(self.arrays().items()):
                 digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
                 digest.update(array.data)
             self._hash = digest.hexdigest()
@@ -214,7 +217,7 @@ class DatasetMapper(Mapping):
 
     def arrays(self) -> dict[str, np.ndarray]:
         """Every array as numpy, for the run directory's copy of the data."""
-        return {key: self.numpy(key) for key in self._arrays}
+        return {**{key: self.numpy(key) for key in self._arrays}, **{f"{WEIGHTS}{key}": w for key, w in self.weights.items()}}
 
     def check_against(self, stream: str, inputs: list[str], targets: list[str], layers: list[str]) -> None:
         """``ValueError`` naming the key when this mapper does not fit the network's inputs/targets."""
@@ -243,13 +246,16 @@ class DatasetMapper(Mapping):
             "length": len(self),
             "arrays": {k: {"dtype": str(self.numpy(k).dtype), "shape": list(v.shape)} for k, v in self._arrays.items()},
             "sampler": serialize(self.sampler),
+            "weights": sorted(self.weights),
             "sha256": self.content_hash(),
         }
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], description: dict) -> DatasetMapper:
         """Rebuild a mapper from the run directory's copy and its description."""
-        mapper = cls(sampler=deserialize(description["sampler"], Sampler), **arrays)
+        weights = {key[len(WEIGHTS):]: value for key, value in arrays.items() if key.startswith(WEIGHTS)}
+        arrays = {key: value for key, value in arrays.items() if not key.startswith(WEIGHTS)}
+        mapper = cls(sampler=deserialize(description["sampler"], Sampler), weights=weights or None, **arrays)
         if mapper.content_hash() != description["sha256"]:
             raise ValueError(
                 f"The run directory's data copy does not match its recorded hash: expected {description['sha256']}, "
@@ -265,3 +271,26 @@ def as_mapper(data: Any, stream: str) -> DatasetMapper | None:
     if isinstance(data, Mapping):
         return DatasetMapper(sampler="shuffled" if stream == "train" else "sequential", **data)
     raise TypeError(f"{stream}: expected a DatasetMapper or a dict of layer_name -> array, but received {type(data).__name__}.")
+
+
+WEIGHTS = "weights/"  # prefix of the sample weights' keys in the run directory's data copy
+
+
+def _sample_weights(weights: Mapping[str, Any] | None, length: int) -> dict[str, np.ndarray]:
+    """``weights`` checked: output name -> float32 array of ``length`` finite, non-negative numbers."""
+    if weights is None:
+        return {}
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"DatasetMapper: weights expects a dict of output name -> per-sample weights, but received {type(weights).__name__}.")
+    checked = {}
+    for name, value in weights.items():
+        array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+        if array.dtype.kind not in "biuf" or array.shape != (length,):
+            raise ValueError(f"DatasetMapper: weights[{name!r}] must be {length} numbers (one per sample), but received "
+                             f"an array of dtype {array.dtype} and shape {array.shape}.")
+        array = array.astype(np.float32)
+        if not np.isfinite(array).all() or (array < 0).any():
+            raise ValueError(f"DatasetMapper: weights[{name!r}] must be finite and >= 0, but received values from "
+                             f"{array.min()} to {array.max()}.")
+        checked[str(name)] = np.ascontiguousarray(array)
+    return checked

@@ -28,11 +28,19 @@ class EpochSums:
         self.loss = {name: torch.zeros((), device=device) for name in self.outputs}
         self.correct = {name: torch.zeros((), dtype=torch.int64, device=device) for name in self.classifiers}
         self.counts = dict.fromkeys(self.outputs, 0)
+        self.weights: dict[str, torch.Tensor] = {}  # outputs with class weights: the sum of their weights
 
     def add(self, name: str, loss: torch.Tensor, rows: int, logits: torch.Tensor | None = None,
-            class_ids: torch.Tensor | None = None) -> None:
-        """Add a batch of ``rows`` whose mean loss is ``loss``; classifiers also count ``argmax(logits) == class_ids``."""
-        self.loss[name].add_(loss.detach(), alpha=rows)
+            class_ids: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> None:
+        """Add a batch of ``rows`` whose mean loss is ``loss``; classifiers also count ``argmax(logits) == class_ids``.
+
+        ``weight``: how much the batch's loss counts (its class weights' sum), when not its rows.
+        """
+        if weight is None:
+            self.loss[name].add_(loss.detach(), alpha=rows)
+        else:
+            self.loss[name].add_(loss.detach() * weight)
+            self.weights[name] = self.weights.get(name, 0) + weight
         self.counts[name] += rows
         if name in self.correct:
             self.correct[name].add_((logits.detach().argmax(dim=-1) == class_ids).sum())
@@ -42,16 +50,17 @@ class EpochSums:
         metrics = {}
         for name in self.outputs:
             count = max(self.counts[name], 1)
-            metrics[name] = {"loss": float(self.loss[name]) / count}
+            metrics[name] = {"loss": float(self.loss[name]) / (float(self.weights[name]) if name in self.weights else count)}
             if name in self.correct:
                 metrics[name]["accuracy"] = float(self.correct[name]) / count
         return metrics
 
     def state_dict(self) -> dict:
-        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts}
+        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts, "weights": self.weights}
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self.loss.values())).device
         self.loss = {k: v.to(device) for k, v in state["loss_sums"].items()}
         self.correct = {k: v.to(device) for k, v in state["correct"].items()}
         self.counts = dict(state["counts"])
+        self.weights = {k: v.to(device) for k, v in state.get("weights", {}).items()}

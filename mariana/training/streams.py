@@ -29,6 +29,7 @@ class PreparedStream:
     feeds: Tensors
     targets: Tensors
     class_ids: Tensors
+    weights: Tensors  #: per-sample weights of the outputs that have them
 
     @classmethod
     def prepare(cls, plan: CostPlan, data: Mapping[str, Any], classifiers: Sequence[str]) -> PreparedStream:
@@ -38,7 +39,9 @@ class PreparedStream:
         for output in classifiers:
             ids = targets[output]
             class_ids[output] = ids.argmax(dim=-1) if ids.is_floating_point() else ids
-        return cls(feeds, targets, class_ids)
+        device = plan.forward.device
+        weights = {name: torch.from_numpy(w).to(device) for name, w in getattr(data, "weights", {}).items()}
+        return cls(feeds, targets, class_ids, weights)
 
     def __len__(self) -> int:
         for tensor in (*self.feeds.values(), *self.targets.values()):
@@ -48,12 +51,12 @@ class PreparedStream:
     def reordered(self, order: torch.Tensor) -> PreparedStream:
         """The rows in ``order`` (one gather per tensor, once per epoch)."""
         return PreparedStream(*({key: value.index_select(0, order) for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids)))
+                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
 
     def rows(self, low: int, high: int) -> PreparedStream:
         """Rows ``low:high`` (views, no copy)."""
         return PreparedStream(*({key: value[low:high] for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids)))
+                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
 
 
 def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], classifiers: Sequence[str],
@@ -64,7 +67,7 @@ def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], cla
     with torch.no_grad():
         for low in range(0, total, batch_size):
             part = stream.rows(low, min(low + batch_size, total))
-            result = plan.evaluate(part.feeds, part.targets)
+            result = plan.evaluate(part.feeds, part.targets, part.weights)
             for name in outputs:
-                sums.add(name, result.losses[name], len(part), result.logits[name], part.class_ids.get(name))
+                sums.add(name, result.losses[name], len(part), result.logits[name], part.class_ids.get(name), result.counts.get(name))
     return sums.means()

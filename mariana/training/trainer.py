@@ -56,6 +56,7 @@ from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
 from mariana.training.averaging import WeightAverage
 from mariana.training.callbacks import BestValue, best_monitor, checked_list, load_states, states
+from mariana.training.history import History
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
@@ -122,7 +123,7 @@ class Trainer:
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
         self.interrupts = Interrupts(enabled=self.save_if_murdered and self.run_dir is not None, run_dir=self.run_dir)
         # The run's progress: what a checkpoint records.
-        self.history: list[dict] = []
+        self.history = History()
         self.stop_reason: str | None = None
         self.position_step = 0
         self.epoch_order: np.ndarray | None = None  #: this epoch's sample order (None between epochs)
@@ -149,7 +150,7 @@ class Trainer:
         """Completed epochs."""
         return len(self.history)
 
-    def start(self, train: Any, valid: Any = None, test: Any = None) -> list[dict]:
+    def start(self, train: Any, valid: Any = None, test: Any = None) -> History:
         """Train until a stop fires; returns the history (also kept as ``trainer.history``)."""
         if self._started:
             raise RuntimeError("This Trainer has already run; create a new Trainer (or Trainer.resume(run_dir)) to train again.")
@@ -220,6 +221,9 @@ class Trainer:
         targets = [name for name in self.outputs if net[name].takes_targets]
         for name, mapper in streams.items():
             mapper.check_against(name, inputs, targets, list(net.layers))
+            unknown = [key for key in mapper.weights if key not in self.outputs]
+            if unknown:
+                raise ValueError(f"DatasetMapper {name!r}: weights name {unknown}, which are not trained outputs {self.outputs}.")
         for stop in self.stops:
             stop.check(list(streams), {name: name in self.classifiers for name in self.outputs})
         self.best = best_monitor(self.best, self.stops, list(streams), self.outputs, self.classifiers)
@@ -233,7 +237,7 @@ class Trainer:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
 
     # -- the loop -----------------------------------------------------------------------
-    def _run(self, resumed: bool) -> list[dict]:
+    def _run(self, resumed: bool) -> History:
         self._session_start = time.perf_counter()
         self.interrupts.install()
         self._step_recorders = [r for r in self.recorders if type(r).on_step is not Recorder.on_step]
@@ -304,7 +308,7 @@ class Trainer:
         group_size = min(self.accumulate, steps - group_start)
         stepped = group_size == 1 or step + 1 == group_start + group_size
         for names, plan in plans:
-            result = plan.evaluate(batch.feeds, batch.targets)
+            result = plan.evaluate(batch.feeds, batch.targets, batch.weights)
             if group_size == 1:
                 plan.step(result)
             else:
@@ -312,7 +316,8 @@ class Trainer:
                 if stepped:
                     plan.apply()
             for name in names:
-                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name))
+                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name),
+                              result.counts.get(name))
         if stepped and self.average is not None:
             self.average.update()
 
@@ -349,7 +354,7 @@ class Trainer:
             self.average.copy_to_model()  # the model keeps the averaged weights (a stop that restores weights wins)
         for stop, _ in fired:
             stop.finish(self)
-        self.stop_reason = "; ".join(reason for _, reason in fired)
+        self.stop_reason = self.history.stop_reason = "; ".join(reason for _, reason in fired)
         final = {k: v for k, v in entry.items() if k != "time"}
         self.net.record("training", phase="end", epochs=self.epoch, metrics=final, reason=self.stop_reason)
         if self.run_directory is not None:
@@ -390,7 +395,7 @@ class Trainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last."""
-        self.history = state["history"]
+        self.history = History(state["history"], stop_reason=state["stop_reason"])
         self.position_step = state["step"]
         self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
         self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}

@@ -89,7 +89,7 @@ def main(argv):
 
         def fsync(fd):
             name = os.readlink(f"/proc/self/fd/{fd}")
-            if ".ckpt-" in name and name.endswith(".tmp"):
+            if ".ckpt-" in name and name.endswith(".tmp") and ".sha256." not in name:  # checkpoints, not their sidecars
                 seen.append(name)
                 if len(seen) == target:
                     os.kill(os.getpid(), signal.SIGKILL)

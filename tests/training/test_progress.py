@@ -152,7 +152,6 @@ def test_recorders_config_keeps_verbose():
     assert bar.verbose == 2 and bar.get_config() == {"refresh_per_second": 8.0, "verbose": 2}
 
 
-@pytest.mark.xfail(strict=True, reason="needs wiring in trainer: fit(verbose=) passing recorders=[ProgressBar(verbose=verbose)] (or [] for 0)")
 def test_fit_takes_verbose(capsys):
     mar.seed(0)
     net = build_mlp((4,), 2, hidden=8)
@@ -163,7 +162,6 @@ def test_fit_takes_verbose(capsys):
     assert [line.split(" - ")[0] for line in capsys.readouterr().out.splitlines()][:2] == ["epoch 1/2", "epoch 2/2"]
 
 
-@pytest.mark.xfail(strict=True, reason="needs wiring in trainer: the history fit/start return carries trainer.stop_reason")
 def test_the_history_fit_returns_carries_the_stop_reason():
     mar.seed(0)
     net = build_mlp((4,), 2, hidden=8)
