@@ -36,24 +36,22 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
-import struct
 import time
 import warnings
 import zipfile
-from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 import torch
-from safetensors.torch import load as safetensors_load
 from safetensors.torch import save as safetensors_save
 
 from mariana.about import __version__
+from mariana.archive import DTYPE_NAMES, DTYPES, MAX_JSON_BYTES, check_sizes, parse_header, read_header, read_json, read_tensors
 from mariana.checks import is_int
 from mariana.files import as_path, atomic_write
 from mariana.network import Network
+from mariana.optimizer_state import optimizer_misfits
 
 FORMAT = "mariana"
 FORMAT_VERSION = 1
@@ -66,16 +64,8 @@ LOG = "log.json"
 REQUIRED = (ARCHITECTURE, WEIGHTS, LOG)
 OPTIONAL = (OPTIMIZER_TENSORS, OPTIMIZER_JSON)
 
-#: Largest JSON member read (bytes).
-MAX_JSON_BYTES = 32 * 2**20
 #: Largest tensor member read by default (bytes); ``load(path, max_bytes=...)`` changes it.
 MAX_TENSOR_BYTES = 8 * 2**30
-#: Largest safetensors header (bytes).
-MAX_HEADER_BYTES = 16 * 2**20
-#: Tensors barely compress (Mariana stores them uncompressed): a tensor member that inflates more than
-#: this many times its compressed size, beyond :data:`SMALL_MEMBER_BYTES`, is refused as a zip bomb.
-MAX_COMPRESSION_RATIO = 100
-SMALL_MEMBER_BYTES = 2**20
 
 
 class NonFiniteWeightsWarning(UserWarning):
@@ -85,11 +75,6 @@ class NonFiniteWeightsWarning(UserWarning):
 class OptimizerStateWarning(UserWarning):
     """A ``.mar`` file's optimizer state does not fit this network's optimizers, so it was left out."""
 
-_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool,
-}
-_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
 
 
 # -- saving -----------------------------------------------------------------------------
@@ -110,7 +95,7 @@ def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> No
         "mariana_version": __version__,
         "torch_version": torch.__version__,
         "network": network.get_config(),
-        "weights": {key: {"dtype": _DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for key, t in weights.items()},
+        "weights": {key: {"dtype": DTYPE_NAMES[t.dtype], "shape": list(t.shape)} for key, t in weights.items()},
     }
     members = {ARCHITECTURE: _json_bytes(architecture), WEIGHTS: safetensors_save(weights)}
     optimizer_state = network.optimizer_state_dict()
@@ -130,8 +115,8 @@ def _host_tensors(tensors: dict[str, torch.Tensor], what: str) -> dict[str, torc
     result: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
     for key, tensor in tensors.items():
-        if tensor.dtype not in _DTYPE_NAMES:
-            raise TypeError(f"Cannot save {what} {key!r} of dtype {tensor.dtype}; supported: {sorted(map(str, _DTYPE_NAMES))}.")
+        if tensor.dtype not in DTYPE_NAMES:
+            raise TypeError(f"Cannot save {what} {key!r} of dtype {tensor.dtype}; supported: {sorted(map(str, DTYPE_NAMES))}.")
         tensor = tensor.detach().cpu().contiguous()
         storage = tensor.untyped_storage().data_ptr()
         if storage in seen and tensor.numel():
@@ -204,13 +189,13 @@ def load(path: str | os.PathLike, *, max_bytes: int = MAX_TENSOR_BYTES, optimize
         raise ValueError(f"{where} is not a .mar file (not a readable zip archive: {error}).") from None
     with archive:
         members = _check_members(archive, where, archive_size)
-        architecture = _read_json(archive, members[ARCHITECTURE], where, max_bytes)
+        architecture = read_json(archive, members[ARCHITECTURE], where, max_bytes)
         _check_architecture(architecture, where)
-        log = _read_json(archive, members[LOG], where, max_bytes)
+        log = read_json(archive, members[LOG], where, max_bytes)
         if not isinstance(log, list) or not all(isinstance(entry, dict) for entry in log):
             raise ValueError(f"{where}: {LOG} must be a list of objects, but holds {type(log).__name__}.")
         skeleton, expected = _skeleton(architecture, where)
-        weights = _read_tensors(archive, members[WEIGHTS], expected, where, max_bytes)
+        weights = read_tensors(archive, members[WEIGHTS], expected, where, max_bytes)
         optimizer_state, notices = None, []
         if optimizer and OPTIMIZER_JSON in members:
             optimizer_state, notices = _read_optimizer(archive, members, skeleton, where, max_bytes)
@@ -266,7 +251,7 @@ def read_architecture(path: str | os.PathLike) -> Any:
         path = as_path(path, "read_architecture")
         with zipfile.ZipFile(path) as archive:
             members = _check_members(archive, where, path.stat().st_size)
-            return _read_json(archive, members[ARCHITECTURE], where, MAX_JSON_BYTES)
+            return read_json(archive, members[ARCHITECTURE], where, MAX_JSON_BYTES)
     except (OSError, zipfile.BadZipFile) as error:
         raise ValueError(f"{where} is not a readable .mar file ({error}).") from None
 
@@ -283,7 +268,7 @@ def _check_members(archive: zipfile.ZipFile, where: str, archive_size: int) -> d
             raise ValueError(f"{where}: unexpected member {name!r}; a .mar file holds only {list(REQUIRED + OPTIONAL)}.")
         if info.flag_bits & 0x1:
             raise ValueError(f"{where}: member {name!r} is encrypted; .mar members never are.")
-        _check_sizes(info, where, archive_size)
+        check_sizes(info, where, archive_size)
         members[name] = info
     missing = [name for name in REQUIRED if name not in members]
     if missing:
@@ -291,55 +276,6 @@ def _check_members(archive: zipfile.ZipFile, where: str, archive_size: int) -> d
     if (OPTIMIZER_JSON in members) != (OPTIMIZER_TENSORS in members):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} and {OPTIMIZER_TENSORS} come together, but only one is present.")
     return members
-
-
-def _check_sizes(info: zipfile.ZipInfo, where: str, archive_size: int) -> None:
-    """Refuse, before inflating anything, a member whose compressed bytes the file cannot hold, or a tensor
-    member that would inflate implausibly (a zip bomb): real tensors barely compress."""
-    name = info.filename
-    if info.header_offset + info.compress_size > archive_size:
-        raise ValueError(f"{where}: member {name!r} claims {info.compress_size} compressed bytes at offset {info.header_offset}, "
-                         f"but the file holds only {archive_size} bytes; it is corrupt or forged.")
-    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
-        raise ValueError(f"{where}: member {name!r} is stored uncompressed, yet claims {info.compress_size} bytes in the file "
-                         f"and {info.file_size} once read; it is corrupt or forged.")
-    if (name.endswith(".safetensors") and info.file_size > SMALL_MEMBER_BYTES
-            and info.file_size > MAX_COMPRESSION_RATIO * max(info.compress_size, 1)):
-        raise ValueError(
-            f"{where}: member {name!r} would inflate {info.compress_size} bytes into {info.file_size} "
-            f"({info.file_size / max(info.compress_size, 1):.0f}:1); tensors never compress beyond {MAX_COMPRESSION_RATIO}:1, "
-            f"so this is a zip bomb or not a tensor file. Nothing was inflated. A genuine file re-zipped with its tensors "
-            f"stored uncompressed (as Mariana writes them) loads."
-        )
-
-
-def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, cap: int, where: str) -> bytes:
-    """The member's bytes, refusing more than ``cap`` whatever its header claims (zip bombs)."""
-    if info.file_size > cap:
-        raise ValueError(f"{where}: member {info.filename!r} is {info.file_size} bytes, over the {cap}-byte limit.")
-    try:
-        with archive.open(info) as stream:
-            data = stream.read(cap + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, NotImplementedError) as error:
-        raise ValueError(f"{where}: member {info.filename!r} is corrupt or truncated ({error}).") from None
-    if len(data) > cap:
-        raise ValueError(f"{where}: member {info.filename!r} expands past the {cap}-byte limit.")
-    return data
-
-
-def _read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> Any:
-    data = _read_member(archive, info, min(MAX_JSON_BYTES, max_bytes), where)
-    try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError, ValueError) as error:
-        raise ValueError(f"{where}: member {info.filename!r} is not valid JSON ({error}).") from None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate keys in an object")
-    return result
 
 
 def _check_architecture(architecture: Any, where: str) -> None:
@@ -370,7 +306,7 @@ def _skeleton(architecture: dict, where: str) -> tuple[Any, dict[str, tuple[torc
         )
     for key, (dtype, shape) in expected.items():
         entry = declared[key]
-        if not isinstance(entry, dict) or entry.get("dtype") != _DTYPE_NAMES.get(dtype) or entry.get("shape") != list(shape):
+        if not isinstance(entry, dict) or entry.get("dtype") != DTYPE_NAMES.get(dtype) or entry.get("shape") != list(shape):
             raise ValueError(f"{where}: tensor {key!r} is declared as {entry!r}, but the architecture makes it {dtype} {list(shape)}.")
     return skeleton, expected
 
@@ -391,78 +327,18 @@ def _from_config(network_class: Any, config: dict, where: str) -> Any:
         raise ValueError(f"{where}: malformed architecture ({type(error).__name__}: {error}).") from None
 
 
-def _read_tensors(archive: zipfile.ZipFile, info: zipfile.ZipInfo, expected: dict[str, tuple[torch.dtype, tuple[int, ...]]],
-                  where: str, max_bytes: int) -> dict[str, torch.Tensor]:
-    """Check the safetensors header against ``expected`` before reading the data, then load it."""
-    size = sum(_DTYPE_SIZES[dtype] * math.prod(shape) for dtype, shape in expected.values())
-    if size > max_bytes:  # before inflating even the header
-        raise ValueError(f"{where}: member {info.filename!r} holds tensors of {size} bytes, over the {max_bytes}-byte limit "
-                         f"(load(..., max_bytes=) sets it).")
-    header_bytes = _read_header(archive, info, where, max_bytes)
-    if info.file_size != 8 + len(header_bytes) + size:
-        raise ValueError(f"{where}: member {info.filename!r} is {info.file_size} bytes, but its tensors need {8 + len(header_bytes) + size}.")
-    _check_header(header_bytes, expected, info.filename, where)
-    data = _read_member(archive, info, min(max_bytes, 8 + len(header_bytes) + size), where)
-    try:
-        return safetensors_load(data)
-    except Exception as error:  # safetensors raises its own SafetensorError for malformed data
-        raise ValueError(f"{where}: member {info.filename!r} is not valid safetensors ({error}).") from None
-
-
-_DTYPE_SIZES = {dtype: torch.empty((), dtype=dtype).element_size() for dtype in _DTYPES.values()}
-
-
-def _read_header(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_bytes: int) -> bytes:
-    try:
-        with archive.open(info) as stream:
-            prefix = stream.read(8)
-            if len(prefix) < 8:
-                raise ValueError(f"{where}: member {info.filename!r} is too short for safetensors.")
-            (length,) = struct.unpack("<Q", prefix)
-            if length > min(MAX_HEADER_BYTES, max_bytes) or length > info.file_size - 8:
-                raise ValueError(f"{where}: member {info.filename!r} declares a {length}-byte header, which it cannot hold.")
-            header = stream.read(length)
-    except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError) as error:
-        raise ValueError(f"{where}: member {info.filename!r} is corrupt or truncated ({error}).") from None
-    if len(header) != length:
-        raise ValueError(f"{where}: member {info.filename!r} is truncated inside its header.")
-    return header
-
-
-def _parse_header(header_bytes: bytes, member: str, where: str) -> dict:
-    """A safetensors JSON header as a dict of tensor entries (metadata dropped); ValueError if malformed."""
-    try:
-        header = json.loads(header_bytes.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise ValueError(f"{where}: member {member!r} has a malformed safetensors header ({error}).") from None
-    if not isinstance(header, dict):
-        raise ValueError(f"{where}: member {member!r} has a malformed safetensors header.")
-    header.pop("__metadata__", None)
-    return header
-
-
-def _check_header(header_bytes: bytes, expected: dict[str, tuple[torch.dtype, tuple[int, ...]]], member: str, where: str) -> None:
-    header = _parse_header(header_bytes, member, where)
-    if set(header) != set(expected):
-        raise ValueError(f"{where}: member {member!r} holds tensors {sorted(header)}, but expected {sorted(expected)}.")
-    for key, (dtype, shape) in expected.items():
-        entry = header[key]
-        if not isinstance(entry, dict) or entry.get("dtype") != _DTYPE_NAMES.get(dtype) or entry.get("shape") != list(shape):
-            raise ValueError(f"{where}: member {member!r}: tensor {key!r} is {entry!r}, but expected {_DTYPE_NAMES.get(dtype)} {list(shape)}.")
-
-
 def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str,
                     max_bytes: int) -> tuple[dict | None, list[str]]:
     """The optimizer state, checked against the state layout of the optimizers that would use it (on ``network``,
     the skeleton), and the notices to warn with. A value of the wrong kind (a string where a tensor belongs) is a
     ``ValueError``; keys that fit none of those optimizers mean the state is left out (None) with a notice."""
-    scalars = _read_json(archive, members[OPTIMIZER_JSON], where, max_bytes)
+    scalars = read_json(archive, members[OPTIMIZER_JSON], where, max_bytes)
     if not isinstance(scalars, dict) or not isinstance(scalars.get("params"), dict) or not isinstance(scalars.get("scenari"), dict):
         raise ValueError(f"{where}: {OPTIMIZER_JSON} needs 'params' and 'scenari' objects.")
     for name, steps in scalars["scenari"].items():
         if not isinstance(steps, dict) or not is_int(steps.get("steps")) or not 0 <= steps["steps"] < 2**63:
             raise ValueError(f"{where}: {OPTIMIZER_JSON}: scenario of {name!r} needs a 'steps' count in [0, 2**63), but is {steps!r}.")
-    entries = _parse_header(_read_header(archive, members[OPTIMIZER_TENSORS], where, max_bytes), OPTIMIZER_TENSORS, where)
+    entries = parse_header(read_header(archive, members[OPTIMIZER_TENSORS], where, max_bytes), OPTIMIZER_TENSORS, where)
     params = dict(network.module.named_parameters())  # "<layer>.<param>", and "<wrapper>.<layer>.<param>" inside wrappers
     found: dict[str, dict[str, tuple]] = {}  # param -> state key -> ("tensor", dtype, shape) or ("value", value)
     expected: dict[str, tuple[torch.dtype, tuple[int, ...]]] = {}
@@ -470,14 +346,14 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
         param_name, _, state_key = key.partition("/")
         if param_name not in params or not state_key:
             raise ValueError(f"{where}: optimizer tensor {key!r} names no parameter of this network (params: {sorted(params)}).")
-        if not isinstance(entry, dict) or entry.get("dtype") not in _DTYPES or not isinstance(entry.get("shape"), list) \
+        if not isinstance(entry, dict) or entry.get("dtype") not in DTYPES or not isinstance(entry.get("shape"), list) \
                 or not all(is_int(n) and n >= 0 for n in entry["shape"]):
             raise ValueError(f"{where}: optimizer tensor {key!r} has a malformed header entry {entry!r}.")
         shape = tuple(entry["shape"])
         if shape not in ((), tuple(params[param_name].shape)):
             raise ValueError(f"{where}: optimizer tensor {key!r} has shape {list(shape)}, but {param_name} is {list(params[param_name].shape)}.")
-        expected[key] = (_DTYPES[entry["dtype"]], shape)
-        found.setdefault(param_name, {})[state_key] = ("tensor", _DTYPES[entry["dtype"]], shape)
+        expected[key] = (DTYPES[entry["dtype"]], shape)
+        found.setdefault(param_name, {})[state_key] = ("tensor", DTYPES[entry["dtype"]], shape)
     for param_name, values in scalars["params"].items():
         if param_name not in params or not isinstance(values, dict):
             raise ValueError(f"{where}: {OPTIMIZER_JSON} names unknown parameter {param_name!r}.")
@@ -487,12 +363,12 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
             if key in found.get(param_name, {}):
                 raise ValueError(f"{where}: optimizer state {param_name}/{key} is both in {OPTIMIZER_TENSORS} and in {OPTIMIZER_JSON}.")
             found.setdefault(param_name, {})[key] = ("value", value)
-    misfits = _optimizer_misfits(network, params, found, where)
+    misfits = optimizer_misfits(network, params, found, where)
     if misfits:
         shown = "; ".join(misfits[:5]) + ("; ..." if len(misfits) > 5 else "")
         return None, [f"{where}: its optimizer state does not fit this network's optimizers ({shown}), so the network was "
                       f"loaded without optimizer state: training starts with fresh momentum and moments."]
-    tensors = _read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
+    tensors = read_tensors(archive, members[OPTIMIZER_TENSORS], expected, where, max_bytes)
     state: dict[str, dict] = {}
     for param_name, values in scalars["params"].items():
         state[param_name] = dict(values)
@@ -502,119 +378,3 @@ def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo
     return {"params": state, "scenari": scalars["scenari"]}, []
 
 
-def check_optimizer_state(network: Any, state: dict, where: str) -> list[str]:
-    """Check an optimizer state dict (as :meth:`Network.optimizer_state_dict` makes it, e.g. from a checkpoint)
-    against the per-param layout of the optimizers that would use it.
-
-    Raises ``ValueError`` naming ``where`` and the param/key for a value of the
-    wrong kind (a string where a tensor belongs, a wrong dtype or shape) or an
-    unknown param; returns descriptions of params whose keys fit none of those
-    optimizers (unknown or missing keys), empty when everything fits.
-
-    Example:
-        >>> import mariana.layers as ML, mariana.scenari as MS
-        >>> net = ML.Input(2, name="inp") > ML.Regression(1, learning_scenari=[MS.GradientDescent(0.1, momentum=0.9)], name="out")
-        >>> check_optimizer_state(net, {"params": {"out.W": {"momentum_buffer": "abc"}}}, "ckpt")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: ckpt: optimizer state out.W/momentum_buffer must be a F32 tensor shaped like out.W ...
-    """
-    params = dict(network.module.named_parameters())
-    entries = state.get("params", {}) if isinstance(state, dict) else None
-    if not isinstance(entries, dict):
-        raise ValueError(f"{where}: optimizer state needs a 'params' object, but holds {type(entries).__name__}.")
-    found: dict[str, dict[str, tuple]] = {}
-    for param_name, values in entries.items():
-        if param_name not in params or not isinstance(values, dict):
-            raise ValueError(f"{where}: optimizer state names unknown parameter {param_name!r} (params: {sorted(params)}).")
-        found[param_name] = {key: ("tensor", value.dtype, tuple(value.shape)) if isinstance(value, torch.Tensor) else ("value", value)
-                             for key, value in values.items()}
-    return _optimizer_misfits(network, params, found, where)
-
-
-def _optimizer_misfits(network: Any, params: dict[str, torch.Tensor], found: dict[str, dict[str, tuple]], where: str) -> list[str]:
-    scenari, layouts = _scenari_by_layer(network), {}
-    misfits = []
-    for param_name, state in found.items():
-        param = params[param_name]
-        candidates = [(repr(scenario), _state_layout(scenario, param.dtype, layouts))
-                      for scenario in scenari.get(param_name.rpartition(".")[0], [])]
-        misfit = _check_state_layout(param_name, tuple(param.shape), state, candidates, where)
-        if misfit:
-            misfits.append(misfit)
-    return misfits
-
-
-_Layout = dict[str, tuple]  # state key -> ("tensor", dtype, "param" or a fixed shape) or ("value", python type)
-_PROBE_SHAPE = (2, 3)
-
-
-def _scenari_by_layer(network: Any) -> dict[str, list[Any]]:
-    """For each layer (by ``state_dict`` prefix), the optimizers that could step its params, as ``_execution`` picks
-    them: the layer's own, else its wrapper's, else one inherited from an output."""
-    inherited = list({id(o.optimizer): o.optimizer for o in network.outputs.values() if o.optimizer is not None}.values())
-    return {key: [own] if (own := member.optimizer or node.optimizer) is not None else inherited
-            for node in network.layers.values() for key, member in node.named_layers()}
-
-
-def _state_layout(scenario: Any, dtype: torch.dtype, cache: dict) -> _Layout | None:
-    """What ``scenario``'s optimizer keeps per param, found by one step on a small probe param (None if it cannot step)."""
-    cache_key = (type(scenario), scenario.config_key(), dtype)
-    if cache_key not in cache:
-        probe = torch.zeros(_PROBE_SHAPE, dtype=dtype, device="cpu", requires_grad=True)
-        probe.grad = torch.ones_like(probe)
-        state: defaultdict = defaultdict(dict)
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                scenario.make_optimizer([probe], state).step()
-        except Exception:  # an optimizer that cannot step on CPU in this dtype: only the generic checks apply
-            cache[cache_key] = None
-        else:
-            cache[cache_key] = {
-                key: ("tensor", value.dtype, "param" if tuple(value.shape) == _PROBE_SHAPE else tuple(value.shape))
-                if isinstance(value, torch.Tensor) else ("value", type(value))
-                for key, value in state[probe].items()
-            }
-    return cache[cache_key]
-
-
-def _check_state_layout(param_name: str, param_shape: tuple[int, ...], state: dict[str, tuple],
-                        candidates: list[tuple[str, _Layout | None]], where: str) -> str:
-    """ValueError if a value is of the wrong kind for its key; else "" when ``state`` has exactly the keys of one
-    candidate's layout, or a description of the misfit."""
-    layouts = [(name, layout) for name, layout in candidates if layout is not None]
-    if len(layouts) < len(candidates):
-        return ""  # an optimizer whose layout is unknown: the generic checks are all we can do
-    for key, received in state.items():
-        specs = [(name, layout[key]) for name, layout in layouts if key in layout]
-        if specs and not any(_fits(received, spec, param_shape) for _, spec in specs):
-            name, spec = specs[0]
-            raise ValueError(f"{where}: optimizer state {param_name}/{key} must be {_spec_text(spec, param_name)} "
-                             f"(what {name} keeps), but the file holds {_received_text(received)}. Load it with "
-                             f"load(..., optimizer=False) to get the weights without optimizer state.")
-    keys = set(state)
-    if any(keys == set(layout) for _, layout in layouts):
-        return ""
-    if not layouts:
-        return f"{param_name} has state {sorted(keys)} but no optimizer"
-    return f"{param_name} has state {sorted(keys)}, but " + " or ".join(f"{name} keeps {sorted(layout)}" for name, layout in layouts)
-
-
-def _fits(received: tuple, spec: tuple, param_shape: tuple[int, ...]) -> bool:
-    if spec[0] == "tensor":
-        return received[0] == "tensor" and received[1] == spec[1] and received[2] == (param_shape if spec[2] == "param" else spec[2])
-    return received[0] == "value" and isinstance(received[1], spec[1]) and not (isinstance(received[1], bool) and spec[1] is not bool)
-
-
-def _spec_text(spec: tuple, param_name: str) -> str:
-    if spec[0] == "tensor":
-        where = f"shaped like {param_name}" if spec[2] == "param" else f"of shape {list(spec[2])}"
-        return f"a {_DTYPE_NAMES.get(spec[1], spec[1])} tensor {where}"
-    return f"a {spec[1].__name__}"
-
-
-def _received_text(received: tuple) -> str:
-    if received[0] == "tensor":
-        return f"a {_DTYPE_NAMES.get(received[1], received[1])} tensor of shape {list(received[2])}"
-    return f"{type(received[1]).__name__} {received[1]!r}"

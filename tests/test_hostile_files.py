@@ -19,7 +19,7 @@ import torch
 import mariana as mar
 import mariana.layers as ML
 import mariana.scenari as MS
-from mariana import files, persistence
+from mariana import files, optimizer_state, persistence
 from tests.test_persistence import _SLOW_SAVE, ROOT
 
 
@@ -142,15 +142,15 @@ def test_check_optimizer_state_validates_a_checkpoints_state_the_same_way():
     net = ML.Input(4, name="inp") > ML.Hidden(3, name="hid") > ML.SoftmaxClassifier(2, learning_scenari=[MS.Adam()], name="out")
     net.train("out", inp=np.ones((2, 4), dtype="float32"), out=np.array([0, 1]))
     state = net.optimizer_state_dict()
-    assert persistence.check_optimizer_state(net, state, "ckpt") == []
+    assert optimizer_state.check_optimizer_state(net, state, "ckpt") == []
     state["params"]["hid.W"]["exp_avg"] = "abc"
     with pytest.raises(ValueError, match=r"ckpt: optimizer state hid.W/exp_avg must be a F32 tensor shaped like hid.W"):
-        persistence.check_optimizer_state(net, state, "ckpt")
+        optimizer_state.check_optimizer_state(net, state, "ckpt")
     del state["params"]["hid.W"]["exp_avg"]
-    assert persistence.check_optimizer_state(net, state, "ckpt") == [
+    assert optimizer_state.check_optimizer_state(net, state, "ckpt") == [
         "hid.W has state ['exp_avg_sq', 'step'], but " + repr(net["out"].optimizer) + " keeps ['exp_avg', 'exp_avg_sq', 'step']"]
     with pytest.raises(ValueError, match="unknown parameter 'evil.W'"):
-        persistence.check_optimizer_state(net, {"params": {"evil.W": {}}}, "ckpt")
+        optimizer_state.check_optimizer_state(net, {"params": {"evil.W": {}}}, "ckpt")
 
 
 # -- 4. zip bombs ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ import torch
 
 import mariana as mar
 from mariana.training import checkpoint as CK
+from mariana.training import run_record as RR
 from mariana.training.checkpoint import CheckpointStore, CheckpointWarning
 
 
@@ -200,10 +201,10 @@ def _edit(document, change):
 
 def test_run_digest_is_canonical_and_changes_with_any_value(run_document):
     reordered = json.loads(json.dumps(run_document, sort_keys=True), object_pairs_hook=lambda pairs: dict(reversed(pairs)))
-    assert CK.run_digest(reordered) == CK.run_digest(run_document)
-    assert CK.run_digest(json.loads(json.dumps(run_document, indent=3))) == CK.run_digest(run_document)
+    assert RR.run_digest(reordered) == RR.run_digest(run_document)
+    assert RR.run_digest(json.loads(json.dumps(run_document, indent=3))) == RR.run_digest(run_document)
     for changed in (1.0, True, "16", 17):
-        assert CK.run_digest(_edit(run_document, lambda d, v=changed: d["trainer"].update(batch_size=v))) != CK.run_digest(run_document)
+        assert RR.run_digest(_edit(run_document, lambda d, v=changed: d["trainer"].update(batch_size=v))) != RR.run_digest(run_document)
 
 
 def _hidden(document):
@@ -232,32 +233,32 @@ EDITS = {  # the edits of issue 13, item 2, and the fields each must be reported
 def test_run_differences_name_each_edited_field(edit, run_document):
     change, expected = EDITS[edit]
     edited = _edit(run_document, change)
-    assert CK.run_differences(run_document, edited) == expected(run_document)
-    assert CK.run_differences(run_document, json.loads(json.dumps(run_document))) == []
+    assert RR.run_differences(run_document, edited) == expected(run_document)
+    assert RR.run_differences(run_document, json.loads(json.dumps(run_document))) == []
     with pytest.raises(ValueError, match=r"'runs/x/run.json' was changed after the run started: " + expected(run_document)[0]
                        .replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
-        CK.check_run_document(run_document, edited, "runs/x/run.json")
-    CK.check_run_document(run_document, run_document, "runs/x/run.json")
+        RR.check_run_document(run_document, edited, "runs/x/run.json")
+    RR.check_run_document(run_document, run_document, "runs/x/run.json")
 
 
 def test_run_differences_report_values_types_and_whole_documents():
-    assert CK.run_differences({"a": 1}, {"a": 1.0}) == ["a"]
-    assert CK.run_differences({"a": 1}, {"a": True}) == ["a"]
-    assert CK.run_differences({"a": [1, 2]}, {"a": {"0": 1}}) == ["a"]
-    assert CK.run_differences({"a": float("nan")}, {"a": float("nan")}) == []
-    assert CK.run_differences([1], {"a": 1}) == ["(the whole document)"]
+    assert RR.run_differences({"a": 1}, {"a": 1.0}) == ["a"]
+    assert RR.run_differences({"a": 1}, {"a": True}) == ["a"]
+    assert RR.run_differences({"a": [1, 2]}, {"a": {"0": 1}}) == ["a"]
+    assert RR.run_differences({"a": float("nan")}, {"a": float("nan")}) == []
+    assert RR.run_differences([1], {"a": 1}) == ["(the whole document)"]
     with pytest.raises(ValueError, match=r"trainer\.batch_size \(was 16, now 32\), trainer\.seed \(removed, was 1\), "
                                          r"trainer\.x \(added, now \"y\"\)"):
-        CK.check_run_document({"trainer": {"batch_size": 16, "seed": 1}}, {"trainer": {"batch_size": 32, "x": "y"}}, "run.json")
+        RR.check_run_document({"trainer": {"batch_size": 16, "seed": 1}}, {"trainer": {"batch_size": 32, "x": "y"}}, "run.json")
 
 
 def test_a_run_record_ties_the_document_and_refuses_an_edit_or_a_forged_record(run_document):
-    record = json.loads(json.dumps(CK.run_record(run_document)))  # as stored in a checkpoint's JSON metadata
-    CK.check_run_record(record, json.loads(json.dumps(run_document)), "run.json")
+    record = json.loads(json.dumps(RR.run_record(run_document)))  # as stored in a checkpoint's JSON metadata
+    RR.check_run_record(record, json.loads(json.dumps(run_document)), "run.json")
     edited = _edit(run_document, lambda d: d["trainer"].update(batch_size=32))
     with pytest.raises(ValueError, match=r"'run.json' was changed after the run started: trainer.batch_size \(was \d+, now 32\)"):
-        CK.check_run_record(record, edited, "run.json")
+        RR.check_run_record(record, edited, "run.json")
     forged = {**record, "document": edited}  # the record edited to match, without its digest
     for bad in (forged, {"sha256": record["sha256"]}, None, [record]):
         with pytest.raises(ValueError, match="record of 'run.json' is malformed or does not match its own sha256"):
-            CK.check_run_record(bad, edited, "run.json")
+            RR.check_run_record(bad, edited, "run.json")
