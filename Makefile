@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 REPORT_ASSETS := mariana/report/assets
 
-.PHONY: setup demo test lint bench bench-trainer clean report-assets browser
+.PHONY: setup demo test lint bench bench-trainer clean report-assets browser docs gallery
 
 setup: $(STAMP)
 
@@ -47,5 +47,21 @@ bench: setup
 bench-trainer: setup
 	$(BIN)/python benchmarks/trainer_overhead.py
 
+# The documentation site (mkdocs.yml, docs/) built offline into site/. --strict: any warning
+# (a broken link, an unresolved reference, an unreadable docstring) fails the build.
+# NO_MKDOCS_2_WARNING silences Material's notice about MkDocs 2.0 and its own end of life, printed on every build.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "torch==2.13.0" -e ".[test,docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+# Re-run the gallery's short trainings and retake its pictures (about two minutes; needs MNIST, see examples/_data.py).
+gallery: $(DOCS_STAMP)
+	$(BIN)/python docs/gallery/build_gallery.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache runs
+	rm -rf $(VENV) .pytest_cache .ruff_cache runs site
