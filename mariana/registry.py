@@ -83,6 +83,11 @@ def classes() -> dict[str, type]:
     return dict(_CLASSES)
 
 
+def unregister(name: str) -> None:
+    """Forget the class registered as ``name`` (a notebook redefining a class elsewhere, a test cleaning up)."""
+    _CLASSES.pop(name, None)
+
+
 def registered_name(obj: Any) -> str:
     """The name under which ``obj``'s class is registered."""
     klass = type(obj)

@@ -142,3 +142,24 @@ def test_the_reference_data_path_is_unchanged_by_checks():
 def test_a_layer_cannot_be_named_training():
     with pytest.raises(ValueError, match=r"Hidden: the name 'training' is reserved: net.forward takes training="):
         ML.Hidden(2, name="training")
+
+
+def test_a_recorder_missing_its_package_fails_when_the_trainer_is_built(tmp_path, net, monkeypatch):
+    import sys
+
+    from mariana.training import DatasetMapper, Trainer, recorders, stops
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    with pytest.raises(ImportError, match=r"recorders.TensorBoard needs the tensorboard package"):
+        Trainer(net, "out", batch_size=2, stops=[stops.EpochWall(1)], recorders=[recorders.TensorBoard()], run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    trainer = Trainer(net, "out", batch_size=2, stops=[stops.EpochWall(1)], recorders=[recorders.TensorBoard()], run_dir=tmp_path / "run")
+    assert len(trainer.start(DatasetMapper(inp=X, out=Y))) == 1  # the same run dir is still free
+
+
+def test_a_masked_array_is_refused_when_the_mapper_is_built():
+    from mariana.training import DatasetMapper
+
+    with pytest.raises(ValueError, match=r"DatasetMapper: 'inp' is a numpy masked array \(1 of 8 values masked\)"):
+        DatasetMapper(inp=np.ma.masked_array(X, mask=np.eye(4, 2, dtype=bool) & (np.arange(4)[:, None] == 0)), out=Y)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mariana.checks import is_int
+from mariana.checks import is_int, refuse_masked
 from mariana.registry import Configurable, deserialize, serialize
 
 
@@ -160,6 +160,7 @@ class DatasetMapper(Mapping):
             raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
         converted: dict[str, np.ndarray | torch.Tensor] = {}
         for key, value in arrays.items():
+            refuse_masked(value, f"DatasetMapper: {key!r}")
             if not isinstance(value, (np.ndarray, torch.Tensor)):
                 try:
                     value = np.asarray(value)

@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 class Recorder(Configurable):
     """Base class; override the hooks you need (``on_step`` only if you must: it runs every step)."""
 
+    def check(self) -> None:
+        """Raise now if this recorder cannot work (a missing package): the Trainer calls it when it is built,
+        before anything is written. Default: nothing to check."""
+
     def on_start(self, trainer: Trainer, resumed: bool) -> None:
         pass
 
@@ -156,11 +160,15 @@ class TensorBoard(Recorder):
         self.log_dir = str(log_dir)
         self._writer: Any = None
 
-    def on_start(self, trainer: Trainer, resumed: bool) -> None:
+    def check(self) -> None:
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            import torch.utils.tensorboard  # noqa: F401
         except ImportError as error:
             raise ImportError(f"recorders.TensorBoard needs the tensorboard package (pip install tensorboard): {error}") from None
+
+    def on_start(self, trainer: Trainer, resumed: bool) -> None:
+        from torch.utils.tensorboard import SummaryWriter  # check() found it when the Trainer was built
+
         # purge_step drops events written after the checkpoint we resume from.
         self._writer = SummaryWriter(str(_resolve(self.log_dir, trainer)), purge_step=len(trainer.history) + 1 if resumed else None)
 

@@ -106,6 +106,8 @@ class Trainer:
             raise ValueError("Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end.")
         self.recorders = checked_list(recorders if recorders is not None else [ProgressBar()], Recorder, "recorders",
                                        "mariana.training.recorders")
+        for recorder in self.recorders:
+            recorder.check()  # a missing package is found before run.json, the data copy and checkpoints are written
         self.hyperparameters = dict(hyperparameters or {})
         self.notes = notes
         self.save_if_murdered = bool(save_if_murdered)

@@ -41,9 +41,9 @@ def test_page_code_runs(page, tmp_path, monkeypatch):
                 pytest.fail(f"{relative}:{line}: the block prints\n{printed.getvalue()}\nbut the page shows\n{expected}", pytrace=False)
     finally:
         # The classes a page registers (its custom Scale layer...) must not keep those names from other tests.
-        for name, klass in list(registry._CLASSES.items()):
+        for name, klass in registry.classes().items():
             if klass.__module__ == namespace["__name__"]:
-                del registry._CLASSES[name]
+                registry.unregister(name)
 
 
 def test_every_python_looking_block_is_run_or_explicitly_not():
