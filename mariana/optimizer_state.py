@@ -61,7 +61,7 @@ def load_state_dict(network: Network, state: dict, replace: bool = False) -> Non
         members[key].optimizer.load_state_dict(values)
 
 
-def check_optimizer_state(network: Any, state: dict, where: str) -> list[str]:
+def check_optimizer_state(network: Network, state: dict, where: str) -> list[str]:
     """Check an optimizer state dict (as :meth:`Network.optimizer_state_dict` makes it, e.g. from a checkpoint)
     against the per-param layout of the optimizers that would use it.
 
@@ -91,7 +91,7 @@ def check_optimizer_state(network: Any, state: dict, where: str) -> list[str]:
     return optimizer_misfits(network, params, found, where)
 
 
-def optimizer_misfits(network: Any, params: dict[str, torch.Tensor], found: dict[str, dict[str, tuple]], where: str) -> list[str]:
+def optimizer_misfits(network: Network, params: dict[str, torch.Tensor], found: dict[str, dict[str, tuple]], where: str) -> list[str]:
     """Descriptions of the params whose state keys fit none of the optimizers that could step them (``found``: key -> kind)."""
     scenari, layouts = _scenari_by_layer(network), {}
     misfits = []
@@ -109,7 +109,7 @@ _Layout = dict[str, tuple]  # state key -> ("tensor", dtype, "param" or a fixed 
 _PROBE_SHAPE = (2, 3)
 
 
-def _scenari_by_layer(network: Any) -> dict[str, list[Any]]:
+def _scenari_by_layer(network: Network) -> dict[str, list[Any]]:
     """For each layer (by ``state_dict`` prefix), the optimizers that could step its params, as the execution plans pick
     them: the layer's own, else its wrapper's, else one inherited from an output."""
     inherited = list({id(o.optimizer): o.optimizer for o in network.outputs.values() if o.optimizer is not None}.values())

@@ -78,7 +78,7 @@ class OptimizerStateWarning(UserWarning):
 
 
 # -- saving -----------------------------------------------------------------------------
-def save(network: Any, path: str | os.PathLike, *, optimizer: bool = True) -> None:
+def save(network: Network, path: str | os.PathLike, *, optimizer: bool = True) -> None:
     """Write ``network`` to ``path`` atomically (temp file, fsync, rename, fsync of the directory).
 
     ``optimizer=False`` leaves out the optimizer state (momentum, Adam moments,
@@ -327,7 +327,7 @@ def _from_config(network_class: Any, config: dict, where: str) -> Any:
         raise ValueError(f"{where}: malformed architecture ({type(error).__name__}: {error}).") from None
 
 
-def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Any, where: str,
+def _read_optimizer(archive: zipfile.ZipFile, members: dict[str, zipfile.ZipInfo], network: Network, where: str,
                     max_bytes: int) -> tuple[dict | None, list[str]]:
     """The optimizer state, checked against the state layout of the optimizers that would use it (on ``network``,
     the skeleton), and the notices to warn with. A value of the wrong kind (a string where a tensor belongs) is a

@@ -23,12 +23,15 @@ import logging
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from mariana.files import as_path, atomic_write
+
+if TYPE_CHECKING:
+    from mariana.network import Network
 
 #: Example batch size used while tracing; the exported batch axis is dynamic.
 TRACE_BATCH = 2
@@ -40,7 +43,7 @@ class PositionalGraph(nn.Module):
     Holds ``net.module`` as a child, so its params and buffers are the network's.
     """
 
-    def __init__(self, network: Any, outputs: Sequence[str]) -> None:
+    def __init__(self, network: Network, outputs: Sequence[str]) -> None:
         super().__init__()
         self.layers = network.module  # not 'graph': torch.fx modules use that name
         self.plan = network.forward_plan(tuple(outputs))
@@ -54,7 +57,7 @@ class PositionalGraph(nn.Module):
         return tuple(values[name] for name in self.output_names)
 
 
-def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None = None) -> None:
+def to_onnx(network: Network, path: str | os.PathLike, outputs: Sequence[str] | None = None) -> None:
     """Export ``outputs`` (layer names; default: every output layer) of ``network`` to ``path``, atomically.
 
     The ONNX graph's inputs are named after the Input layers, its outputs
@@ -88,7 +91,7 @@ def to_onnx(network: Any, path: str | os.PathLike, outputs: Sequence[str] | None
     network.record("export", format="onnx", path=str(path), outputs=names)
 
 
-def _output_names(network: Any, outputs: Sequence[str] | None) -> list[str]:
+def _output_names(network: Network, outputs: Sequence[str] | None) -> list[str]:
     if outputs is None:
         names = list(network.outputs)
     elif isinstance(outputs, str):

@@ -14,10 +14,13 @@ Example:
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mariana import activations as MA
 from mariana.registry import Configurable
+
+if TYPE_CHECKING:
+    from mariana.network import Network
 
 #: Abstraction attributes of a layer, in the order they are shown.
 ABSTRACTIONS = ("activation", "decorators", "regularizations", "initializations", "learning_scenari", "cost")
@@ -130,7 +133,7 @@ def shape_text(shape: list[int] | None) -> str:
     return "?" if shape is None else f"(batch, {', '.join(map(str, shape))})"
 
 
-def totals(network: Any) -> dict[str, int]:
+def totals(network: Network) -> dict[str, int]:
     layers = list(network.layers.values())
     return {
         "layers": len(layers),

@@ -29,12 +29,15 @@ import os
 import re
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mariana.about import __version__
 from mariana.files import as_path, atomic_write
 from mariana.report.describe import describe_layer, human_bytes, human_count, totals
 from mariana.report.log import history_from_log, log_rows
+
+if TYPE_CHECKING:
+    from mariana.network import Network
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 #: npm files inlined into the page, relative to ``ASSETS / "node_modules"``.
@@ -46,7 +49,7 @@ LIBRARIES = {
 _LICENSES = {"DAGRE": "@dagrejs/dagre/dist/dagre.min.js.LEGAL.txt"}
 
 
-def to_html(network: Any, path: str | os.PathLike, history: list[dict] | None = None, title: str | None = None) -> None:
+def to_html(network: Network, path: str | os.PathLike, history: list[dict] | None = None, title: str | None = None) -> None:
     """Write the report of ``network`` to ``path`` atomically.
 
     ``history`` is a Trainer history (one dict per epoch); without it, the
@@ -61,7 +64,7 @@ def to_html(network: Any, path: str | os.PathLike, history: list[dict] | None = 
     atomic_write(path, lambda handle: handle.write(page) and None)
 
 
-def render_html(network: Any, history: list[dict] | None = None, title: str = "network") -> str:
+def render_html(network: Network, history: list[dict] | None = None, title: str = "network") -> str:
     """The report page as a string (see :func:`to_html`)."""
     if not isinstance(title, str):
         raise TypeError(f"to_html: title must be a str, but received {type(title).__name__}.")

@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich import box
 from rich.console import Console
@@ -19,11 +19,14 @@ from rich.table import Table
 
 from mariana.report.describe import describe_layer, human_bytes, human_count, shape_text, totals
 
+if TYPE_CHECKING:
+    from mariana.network import Network
+
 #: Width of the rendered table; fixed so the text does not depend on the terminal.
 WIDTH = 120
 
 
-def summary(network: Any) -> str:
+def summary(network: Network) -> str:
     """The layers as a text table (layer, type, output shape, inputs, params, abstractions) plus totals."""
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     for column, justify in (("Layer", "left"), ("Type", "left"), ("Output shape", "left"), ("Inputs", "left"),
