@@ -50,6 +50,13 @@ def load_states(objects: Sequence[Any], saved_states: list[dict]) -> None:
             obj.load_state_dict(saved["state"])
 
 
+def checked_best(best: Any) -> tuple[str, str, str] | None:
+    """The Trainer's ``best=`` argument checked: None, or a (stream, output, metric) triple of names."""
+    if best is not None and (isinstance(best, str) or len(best) != 3 or not all(isinstance(part, str) for part in best)):
+        raise ValueError(f"Trainer: best must be (stream, output, metric), e.g. ('valid', 'out', 'loss'), but received {best!r}.")
+    return tuple(best) if best is not None else None
+
+
 def best_monitor(best: Sequence[str] | None, stops: Sequence[Any], streams: list[str], outputs: list[str],
                  classifiers: list[str]) -> tuple[str, str, str]:
     """The (stream, output, metric) that picks the best checkpoint, checked against the run.

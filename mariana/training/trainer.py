@@ -55,7 +55,7 @@ from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
 from mariana.training.averaging import WeightAverage
-from mariana.training.callbacks import BestValue, best_monitor, checked_list, load_states, states
+from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, load_states, states
 from mariana.training.history import History
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
@@ -113,9 +113,7 @@ class Trainer:
         self.save_if_murdered = bool(save_if_murdered)
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_directory = RunDirectory(self.run_dir, keep_checkpoints) if self.run_dir is not None else None
-        if best is not None and (isinstance(best, str) or len(best) != 3 or not all(isinstance(part, str) for part in best)):
-            raise ValueError(f"Trainer: best must be (stream, output, metric), e.g. ('valid', 'out', 'loss'), but received {best!r}.")
-        self.best = tuple(best) if best is not None else None
+        self.best = checked_best(best)
         self.accumulate = int_at_least(accumulate, 1, "Trainer: accumulate")
         if self.accumulate > 1 and order != "simultaneous" and len(self.outputs) > 1:
             raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
