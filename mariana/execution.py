@@ -77,7 +77,7 @@ def check_finite(tensor: torch.Tensor, owner: Layer, role: str) -> None:
         return
     # aminmax reads the data once and allocates nothing (NaN propagates into it): ~10x cheaper than isfinite().all()
     # per training call; chunks keep a whole stream's check small too.
-    chunks = tensor.reshape(-1).split(2**22)
+    chunks = tensor.detach().reshape(-1).split(2**22)
     if not all(math.isfinite(low) and math.isfinite(high) for low, high in (map(float, torch.aminmax(c)) for c in chunks)):
         count = sum(int(chunk.numel() - torch.isfinite(chunk).sum()) for chunk in chunks)
         raise ValueError(f"{owner.describe()} received {count} NaN or infinite value(s) in its {role}; clean or mask them before training.")
