@@ -1,26 +1,39 @@
-"""``mariana bench``: the per-step overhead of ``net.train`` against a plain PyTorch loop.
+"""``mariana bench``: Mariana's Trainer against a hand-written PyTorch loop, per model and precision.
 
-The same MLP (784-500-10, ReLU, batch 64, SGD lr 0.01 momentum 0.9) is
-trained for the same steps on the same random batches (the timing does not
-depend on the values), once with Mariana and once with a hand-written
-PyTorch loop, in one process, alternating, best of ``repeats``. Both start
-from identical weights, and the result says whether they end equal. It lives
+One table: rows are the MLP (784-500-10, ReLU, SGD lr 0.01 momentum 0.9)
+and the classic CNN (conv 20@5x5, pool 2, conv 50@5x5, pool 2, dense 500
+ReLU, softmax 10; Adam 1e-3) at float32 and bf16-mixed precision; columns
+are images per second for Mariana (a ``Trainer`` with ``precision=``), a
+hand-written PyTorch loop at the same precision (``torch.autocast`` around
+the forward pass and loss only, float32 weights, metrics summed on the device
+and read once) and, when installed, Keras 3 (torch backend) and PyTorch
+Lightning; then the ratio of Mariana's time to the hand-written loop's.
+
+Each run is one epoch of ``steps`` batches of random MNIST-shaped data, in
+order (no download: the timing does not depend on the values). All
+contenders run in this process, alternating, best of ``repeats``, from
+identical initial weights; the last column says whether Mariana's final
+weights agree with the hand-written loop's (float32: ``allclose``; bf16: the
+largest absolute difference, since two bf16 runs round differently). It lives
 in the package so that an installed ``mariana`` can run it;
 ``benchmarks/step_overhead.py`` runs the same code from a source checkout.
 
 Example:
     >>> from mariana.bench import run
-    >>> result = run(steps=3, repeats=1, file=None)
-    >>> sorted(result)
-    ['mariana', 'ratio', 'same_weights', 'torch']
+    >>> rows = run(steps=2, repeats=1, models=["mlp"], precisions=["fp32"], file=None)
+    >>> [(row["model"], row["precision"], row["weights_agree"]) for row in rows]
+    [('MLP', 'fp32', True)]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import numpy as np
@@ -28,100 +41,343 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mariana.arguments import at_least
+from mariana.arguments import CommandError, at_least
 
-BATCH, LR, MOMENTUM = 64, 0.01, 0.9
+#: ``--models`` choices: name in the table, Mariana builder, PyTorch builder, input shape (batch axis excluded).
+MODELS = ("mlp", "cnn")
+#: ``--precisions`` choices and the Trainer's (Lightning's) names for them.
+PRECISIONS = {"fp32": "32", "bf16": "bf16-mixed"}
+LABELS = {"mlp": "MLP", "cnn": "CNN"}
+SHAPES = {"mlp": (784,), "cnn": (1, 28, 28)}
+LR = {"mlp": 0.01, "cnn": 1e-3}
+MOMENTUM = 0.9
+#: Default steps per timed run: about half a second each on two CPU cores, the whole table in about 30 s.
+STEPS = {"mlp": 300, "cnn": 100}
+DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
     """The benchmark's options; ``count`` is the argparse type of its positive ints."""
-    parser.add_argument("--steps", type=count, default=300, help="training steps per timed run (default: 300)")
-    parser.add_argument("--repeats", type=count, default=3, help="timed runs of each loop; the best counts (default: 3)")
-    parser.add_argument("--numpy", action="store_true", help="feed Mariana numpy arrays (conversion included)")
+    parser.add_argument("--steps", type=count, default=None,
+                        help=f"training steps (batches) per timed run (default: {STEPS['mlp']} for the MLP, {STEPS['cnn']} for the CNN)")
+    parser.add_argument("--repeats", type=count, default=5, help="timed runs of each contender; the best counts (default: 5)")
+    parser.add_argument("--batch-size", type=count, default=64, help="images per step (default: 64)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, CUDA when present)")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="rows to run (default: mlp cnn)")
+    parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS),
+                        help="fp32 and/or bf16 (bf16-mixed: autocast forward, float32 weights) (default: both)")
+    parser.add_argument("--numpy", action="store_true", help="give the Trainer numpy arrays instead of tensors")
 
 
-def data(steps: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    x = rng.random((steps * BATCH, 784), dtype=np.float32)
-    y = rng.integers(0, 10, steps * BATCH)
-    return x, y
-
-
-def mariana_net() -> Any:
+# -- the networks ---------------------------------------------------------------------------
+def mariana_net(model: str) -> Any:
+    """The Mariana network of ``model``, seeded: every call returns the same initial weights."""
     import mariana as mar
     import mariana.activations as MA
+    import mariana.costs as MC
     import mariana.layers as ML
     import mariana.scenari as MS
 
     mar.seed(0)
-    i = ML.Input(784, name="inp")
-    h = ML.Hidden(500, activation=MA.ReLU(), name="hid")
-    o = ML.SoftmaxClassifier(10, learning_scenari=[MS.GradientDescent(lr=LR, momentum=MOMENTUM)], name="out")
-    return i > h > o
+    if model == "mlp":
+        scenario = MS.GradientDescent(lr=LR[model], momentum=MOMENTUM)
+        return (ML.Input(784, name="inp") > ML.Hidden(500, activation=MA.ReLU(), name="hid")
+                > ML.SoftmaxClassifier(10, learning_scenari=[scenario], name="out"))
+    return (ML.Input(SHAPES[model], name="inp")
+            > ML.Conv2D(20, 5, activation=MA.ReLU(), name="conv1") > ML.MaxPool2D(2, name="pool1")
+            > ML.Conv2D(50, 5, activation=MA.ReLU(), name="conv2") > ML.MaxPool2D(2, name="pool2")
+            > ML.Hidden(500, activation=MA.ReLU(), name="hid")
+            > ML.SoftmaxClassifier(10, cost=MC.NegativeLogLikelihood(), learning_scenari=[MS.Adam(LR[model])], name="out"))
 
 
-def torch_model(net: Any) -> tuple[nn.Module, torch.optim.Optimizer]:
-    model = nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 10))
+def torch_model(model: str, net: Any) -> tuple[nn.Sequential, dict[str, nn.Module]]:
+    """The same network in plain PyTorch with ``net``'s weights; also its layers by Mariana name."""
+    if model == "mlp":
+        sequential = nn.Sequential(nn.Linear(784, 500), nn.ReLU(), nn.Linear(500, 10))
+        layers = {"hid": sequential[0], "out": sequential[2]}
+    else:
+        sequential = nn.Sequential(
+            nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10))
+        layers = {"conv1": sequential[0], "conv2": sequential[3], "hid": sequential[7], "out": sequential[9]}
     with torch.no_grad():
-        model[0].weight.copy_(net["hid"].W)
-        model[0].bias.copy_(net["hid"].b)
-        model[2].weight.copy_(net["out"].W)
-        model[2].bias.copy_(net["out"].b)
-    return model, torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
+        for name, module in layers.items():
+            module.weight.copy_(net[name].W)
+            module.bias.copy_(net[name].b)
+    return sequential, layers
 
 
-def run_mariana(net: Any, batches: list) -> float:
+def torch_optimizer(model: str, module: nn.Module) -> torch.optim.Optimizer:
+    if model == "mlp":
+        return torch.optim.SGD(module.parameters(), lr=LR[model], momentum=MOMENTUM)
+    return torch.optim.Adam(module.parameters(), lr=LR[model])
+
+
+# -- the contenders: each trains one epoch over (x, y) in order and returns its wall time -----
+def run_mariana(net: Any, x: Any, y: Any, batch: int, precision: str, device: str) -> float:
+    from mariana.training import DatasetMapper, Trainer, stops
+
+    data = DatasetMapper(inp=x, out=y, sampler="sequential")
     start = time.perf_counter()
-    for x, y in batches:
-        net.train("out", inp=x, out=y)
+    Trainer(net, "out", batch_size=batch, stops=[stops.EpochWall(1)], recorders=[],
+            precision=PRECISIONS[precision], device=device).start(data)
     return time.perf_counter() - start
 
 
-def run_torch(model: nn.Module, optimizer: torch.optim.Optimizer, batches: list) -> float:
+def run_torch(module: nn.Module, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor, batch: int,
+              precision: str, device: str) -> float:
+    """The hand-written loop: data moved once, autocast around forward and loss only, metrics read once."""
+    kind = torch.device(device).type
+    cast = (lambda: torch.autocast(kind, dtype=torch.bfloat16)) if precision == "bf16" else contextlib.nullcontext
+    module.train()
     start = time.perf_counter()
-    for x, y in batches:
-        optimizer.zero_grad(set_to_none=True)
-        loss = F.cross_entropy(model(x), y)
+    xs, ys = x.to(device), y.to(device)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    for low in range(0, len(xs), batch):
+        xb, yb = xs[low:low + batch], ys[low:low + batch]
+        with cast():
+            logits = module(xb)
+            loss = F.cross_entropy(logits, yb)
         loss.backward()
         optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum.add_(loss.detach(), alpha=len(xb))
+        correct.add_((logits.detach().argmax(dim=-1) == yb).sum())
+    float(loss_sum), int(correct)  # the once-per-epoch read, which waits for the device
     return time.perf_counter() - start
 
 
-def run(steps: int = 300, repeats: int = 3, numpy: bool = False, file: TextIO | None = sys.stdout) -> dict[str, Any]:
-    """Time both loops; print the comparison to ``file`` (None: print nothing) and return it."""
+def keras_contender() -> Callable[..., float] | None:
+    """Keras 3 on its torch backend, or None when it is not installed (or set to another backend)."""
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    try:
+        import keras
+    except ImportError:
+        return None
+    if keras.backend.backend() != "torch":
+        return None
+
+    def run_keras(model: str, net: Any, x: np.ndarray, y: np.ndarray, batch: int, precision: str, device: str) -> float:
+        keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
+        try:
+            layers = keras.layers
+            if model == "mlp":
+                stack = [keras.Input((784,)), layers.Dense(500, activation="relu", name="hid"), layers.Dense(10, name="out")]
+            else:  # channels_first like the data; Flatten then reorders to (height, width, channels)
+                first = {"data_format": "channels_first"}
+                stack = [keras.Input((1, 28, 28)), layers.Conv2D(20, 5, activation="relu", name="conv1", **first),
+                         layers.MaxPooling2D(2, **first), layers.Conv2D(50, 5, activation="relu", name="conv2", **first),
+                         layers.MaxPooling2D(2, **first), layers.Flatten(**first),
+                         layers.Dense(500, activation="relu", name="hid"), layers.Dense(10, name="out")]
+            network = keras.Sequential(stack)
+            for layer in network.layers:
+                W, b = net[layer.name].W.detach().cpu(), net[layer.name].b.detach().cpu()
+                if W.dim() == 4:
+                    kernel = W.permute(2, 3, 1, 0)
+                elif layer.name == "hid" and model == "cnn":
+                    kernel = W.reshape(500, 50, 4, 4).permute(0, 2, 3, 1).reshape(500, 800).T
+                else:
+                    kernel = W.T
+                layer.set_weights([kernel.numpy(), b.numpy()])
+            optimizer = (keras.optimizers.SGD(LR[model], momentum=MOMENTUM) if model == "mlp"
+                         else keras.optimizers.Adam(LR[model]))
+            network.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                            metrics=["accuracy"])
+            start = time.perf_counter()
+            network.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
+            return time.perf_counter() - start
+        finally:
+            keras.config.set_dtype_policy("float32")
+
+    return run_keras
+
+
+def lightning_contender() -> Callable[..., float] | None:
+    """PyTorch Lightning with its own precision plugin, or None when it is not installed."""
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    import logging
+
+    class Module(L.LightningModule):
+        def __init__(self, model: str, net: Any) -> None:
+            super().__init__()
+            self.model_name = model
+            self.network = torch_model(model, net)[0]
+
+        def training_step(self, batch, index):
+            xb, yb = batch
+            logits = self.network(xb)
+            loss = F.cross_entropy(logits, yb)
+            self.log("loss", loss, on_epoch=True, on_step=False)
+            self.log("accuracy", (logits.argmax(dim=-1) == yb).float().mean(), on_epoch=True, on_step=False)
+            return loss
+
+        def configure_optimizers(self):
+            return torch_optimizer(self.model_name, self.network)
+
+    def run_lightning(model: str, net: Any, x: np.ndarray, y: np.ndarray, batch: int, precision: str, device: str) -> float:
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips or banners in the table
+        where = torch.device(device)
+        accelerator = {"cuda": "gpu"}.get(where.type, where.type)
+        devices = [where.index or 0] if where.type == "cuda" else 1
+        loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y)),
+                                             batch_size=batch, shuffle=False)
+        with warnings.catch_warnings():  # Lightning's advice (num_workers, ...) is not about the benchmark
+            warnings.simplefilter("ignore")
+            trainer = L.Trainer(max_epochs=1, accelerator=accelerator, devices=devices,
+                                precision="bf16-mixed" if precision == "bf16" else "32-true", logger=False,
+                                enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+            module = Module(model, net)
+            start = time.perf_counter()
+            trainer.fit(module, loader)
+            return time.perf_counter() - start
+
+    return run_lightning
+
+
+# -- the table ------------------------------------------------------------------------------
+def resolve_device(device: str) -> str:
+    """``"auto"``: CUDA when present, else MPS when present, else CPU; a device that is absent is a CommandError."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    try:
+        where = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise CommandError(f"--device {device!r} is not a device; use {DEVICES}.") from None
+    if where.type == "cuda" and (not torch.cuda.is_available() or (where.index or 0) >= torch.cuda.device_count()):
+        raise CommandError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use 'cpu' or 'auto'.")
+    if where.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CommandError(f"--device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'.")
+    if where.type not in ("cpu", "cuda", "mps"):
+        raise CommandError(f"--device {device!r} is not supported; use {DEVICES}.")
+    return device
+
+
+def random_data(model: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return rng.random((steps * batch, *SHAPES[model]), dtype=np.float32), rng.integers(0, 10, steps * batch)
+
+
+def weight_difference(net: Any, layers: dict[str, nn.Module]) -> tuple[bool, float]:
+    """Whether ``net``'s weights are allclose to the PyTorch layers', and the largest absolute difference."""
+    agree, largest = True, 0.0
+    for name, module in layers.items():
+        for mine, theirs in ((net[name].W, module.weight), (net[name].b, module.bias)):
+            mine, theirs = mine.detach().cpu(), theirs.detach().cpu()
+            agree = agree and bool(torch.allclose(mine, theirs, rtol=1e-3, atol=1e-5))
+            largest = max(largest, float((mine - theirs).abs().max()))
+    return agree, largest
+
+
+def bench_case(model: str, precision: str, steps: int, repeats: int, batch: int, device: str, numpy: bool,
+               optional: dict[str, Callable[..., float]]) -> dict[str, Any]:
+    """Time every contender on one (model, precision); returns the table's row."""
+    x, y = random_data(model, steps, batch)
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+    mariana_x, mariana_y = (x, y) if numpy else (tx, ty)
+    warm = min(steps, 5) * batch
+
+    def mariana(rows: int | None = None) -> float:
+        net = mariana_net(model)
+        seconds = run_mariana(net, mariana_x[:rows], mariana_y[:rows], batch, precision, device)
+        contenders["mariana_net"] = net
+        return seconds
+
+    def plain(rows: int | None = None) -> float:
+        module, layers = torch_model(model, mariana_net(model))
+        module.to(device)
+        seconds = run_torch(module, torch_optimizer(model, module), tx[:rows], ty[:rows], batch, precision, device)
+        contenders["torch_layers"] = layers
+        return seconds
+
+    contenders: dict[str, Any] = {}
+    runs: dict[str, Callable[[int | None], float]] = {"mariana": mariana, "torch": plain}
+    for name, contender in optional.items():
+        runs[name] = lambda rows=None, contender=contender: contender(model, mariana_net(model), x[:rows], y[:rows], batch,
+                                                                      precision, device)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for timed in runs.values():  # warm up (allocator, autocast, plan caches, first optimizer step)
+        timed(warm)
+    for repeat in range(repeats):  # alternating, so drifts in machine load hit every contender
+        names = list(runs) if repeat % 2 == 0 else list(runs)[::-1]
+        for name in names:
+            times[name].append(runs[name](None))
+    agree, largest = weight_difference(contenders["mariana_net"], contenders["torch_layers"])
+    images = steps * batch
+    best = {name: min(values) for name, values in times.items()}
+    return {"model": LABELS[model], "precision": precision, "images_per_s": {name: images / seconds for name, seconds in best.items()},
+            "seconds": best, "ratio": best["mariana"] / best["torch"], "weights_agree": agree, "max_difference": largest}
+
+
+def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missing: Sequence[str], header: str, file: TextIO) -> None:
+    titles = {"mariana": "Mariana", "torch": "PyTorch loop", "keras": "Keras 3", "lightning": "Lightning"}
+    columns = ["mariana", "torch", *optional_names]
+    print(header, file=file)
+    print(f"{'model':<6}{'precision':<10}" + "".join(f"{titles[name] + ' img/s':>20}" for name in columns)
+          + f"{'ratio':>8}  final weights (Mariana vs PyTorch loop)", file=file)
+    for row in rows:
+        cells = "".join(f"{row['images_per_s'][name]:>20,.0f}" for name in columns)
+        if row["precision"] == "fp32":
+            weights = f"{'agree' if row['weights_agree'] else 'DIFFER'} (allclose; max |diff| {row['max_difference']:.1e})"
+        else:
+            weights = f"max |diff| {row['max_difference']:.1e} (bf16 rounding)"
+        print(f"{row['model']:<6}{row['precision']:<10}{cells}{row['ratio']:>8.3f}  {weights}", file=file)
+    print("ratio = Mariana's time / the hand-written PyTorch loop's at the same precision (goal <= 1.05)", file=file)
+    if missing:
+        print(f"(not installed: {', '.join(titles[name] for name in missing)}; pip install 'mariana[bench]' to compare them)",
+              file=file)
+
+
+def run(steps: int | None = None, repeats: int = 5, numpy: bool = False, *, batch_size: int = 64, device: str = "auto",
+        models: Sequence[str] = MODELS, precisions: Sequence[str] = tuple(PRECISIONS),
+        file: TextIO | None | str = "stdout") -> list[dict[str, Any]]:
+    """Time every (model, precision); print the table to ``file`` (default: sys.stdout; None: print nothing), return its rows."""
     from mariana.checks import int_at_least
 
-    steps, repeats = int_at_least(steps, 1, "bench: steps"), int_at_least(repeats, 1, "bench: repeats")
-    x, y = data(steps)
-    tensors = [(torch.from_numpy(x[i:i + BATCH]), torch.from_numpy(y[i:i + BATCH])) for i in range(0, len(x), BATCH)]
-    arrays = [(x[i:i + BATCH], y[i:i + BATCH]) for i in range(0, len(x), BATCH)]
-    mariana_batches = arrays if numpy else tensors
-
-    net = mariana_net()
-    model, optimizer = torch_model(net)
-    run_mariana(net, mariana_batches[:20])  # warm up both (allocator, plan cache)
-    run_torch(model, optimizer, tensors[:20])
-    net, (model, optimizer) = mariana_net(), torch_model(mariana_net())
-
-    mariana_times, torch_times = [], []
-    for _ in range(repeats):
-        torch_times.append(run_torch(model, optimizer, tensors))
-        mariana_times.append(run_mariana(net, mariana_batches))
-    same = bool(torch.allclose(net["hid"].W, model[0].weight, atol=1e-4))
-    best_m, best_t = min(mariana_times), min(torch_times)
+    if steps is not None:
+        steps = int_at_least(steps, 1, "bench: steps")
+    repeats = int_at_least(repeats, 1, "bench: repeats")
+    batch_size = int_at_least(batch_size, 1, "bench: batch_size")
+    for label, chosen, valid in (("models", models, MODELS), ("precisions", precisions, tuple(PRECISIONS))):
+        unknown = [name for name in chosen if name not in valid]
+        if unknown or not chosen:
+            raise CommandError(f"--{label}: expected some of {', '.join(valid)}, but received {' '.join(map(str, chosen)) or 'none'}.")
+    device = resolve_device(device)
+    found = {"keras": keras_contender(), "lightning": lightning_contender()}
+    optional = {name: contender for name, contender in found.items() if contender is not None}
+    rows = [bench_case(model, precision, steps or STEPS[model], repeats, batch_size, device, numpy, optional)
+            for model in dict.fromkeys(models) for precision in dict.fromkeys(precisions)]
     if file is not None:
-        print(f"MLP 784-500-10, batch {BATCH}, {steps} steps x {repeats} (best of), torch {torch.__version__}, "
-              f"{torch.get_num_threads()} threads, Mariana fed {'numpy' if numpy else 'tensors'}", file=file)
-        print(f"  plain PyTorch : {best_t:7.3f} s  ({1e3 * best_t / steps:.3f} ms/step)", file=file)
-        print(f"  Mariana       : {best_m:7.3f} s  ({1e3 * best_m / steps:.3f} ms/step)", file=file)
-        print(f"  ratio         : {best_m / best_t:.3f}   (goal <= 1.10)   same final weights: {same}", file=file)
-    return {"torch": best_t, "mariana": best_m, "ratio": best_m / best_t, "same_weights": same}
+        counts = ", ".join(f"{LABELS[model]} {steps or STEPS[model]}" for model in dict.fromkeys(models))
+        header = (f"mariana bench: batch {batch_size}, steps per run {counts}, best of {repeats}, device {device}, "
+                  f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), random MNIST-shaped data")
+        print_table(rows, list(optional), [name for name in found if name not in optional], header,
+                    sys.stdout if file == "stdout" else file)
+    return rows
+
+
+def command(args: argparse.Namespace) -> int:
+    """``mariana bench``'s handler: every option of :func:`add_arguments` passed to :func:`run`."""
+    run(args.steps, args.repeats, args.numpy, batch_size=args.batch_size, device=args.device, models=args.models,
+        precisions=args.precisions)
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python benchmarks/step_overhead.py [--steps 500] [--repeats 3] [--numpy]``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    """``python benchmarks/step_overhead.py [options of mariana bench]``: the same as ``mariana bench``."""
+    from mariana.cli import _fail, _Parser
+
+    parser = _Parser(prog="step_overhead.py", description=__doc__.splitlines()[0])
     add_arguments(parser, at_least(1))
-    parser.set_defaults(steps=500)
     args = parser.parse_args(argv)
-    run(args.steps, args.repeats, args.numpy)
+    try:
+        command(args)
+    except CommandError as error:
+        _fail("bench", str(error))
+        sys.exit(2)

@@ -1,0 +1,114 @@
+"""``mariana bench``: the table's rows and columns, optional contenders, wrong arguments."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mariana import bench, cli
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = {"steps": 2, "repeats": 1, "batch_size": 4, "device": "cpu"}
+
+
+@pytest.fixture
+def no_optional(monkeypatch):
+    """As on a machine without the bench extra, whatever this one has installed."""
+    monkeypatch.setattr(bench, "keras_contender", lambda: None)
+    monkeypatch.setattr(bench, "lightning_contender", lambda: None)
+
+
+def table_lines(text: str) -> dict[str, str]:
+    return {" ".join(line.split()[:2]): line for line in text.splitlines() if line.split()[:1] in (["MLP"], ["CNN"])}
+
+
+def test_the_table_has_a_row_per_model_and_precision_and_a_column_per_contender(no_optional):
+    out = io.StringIO()
+    rows = bench.run(**TINY, file=out)
+    text = out.getvalue()
+    header = text.splitlines()[1]
+    for column in ("Mariana img/s", "PyTorch loop img/s", "ratio", "final weights"):
+        assert column in header, header
+    assert sorted(table_lines(text)) == ["CNN bf16", "CNN fp32", "MLP bf16", "MLP fp32"]
+    assert [(row["model"], row["precision"]) for row in rows] == [("MLP", "fp32"), ("MLP", "bf16"), ("CNN", "fp32"), ("CNN", "bf16")]
+    for row in rows:
+        assert sorted(row["images_per_s"]) == ["mariana", "torch"] and row["ratio"] > 0
+        if row["precision"] == "fp32":  # the same float32 arithmetic from the same weights: the same result
+            assert row["weights_agree"] and "agree (allclose" in table_lines(text)[f"{row['model']} fp32"]
+        else:  # bf16 rounds; the difference is reported, and small after two steps
+            assert row["max_difference"] < 0.05 and "max |diff|" in table_lines(text)[f"{row['model']} bf16"]
+    assert "not installed: Keras 3, Lightning" in text
+
+
+def test_an_installed_contender_gets_a_column(no_optional, monkeypatch):
+    calls = []
+
+    def fake_lightning():
+        def run(model, net, x, y, batch, precision, device):
+            calls.append((model, precision, len(x), batch))
+            return 0.5
+        return run
+
+    monkeypatch.setattr(bench, "lightning_contender", fake_lightning)
+    out = io.StringIO()
+    rows = bench.run(**{**TINY, "steps": 6}, models=["mlp"], precisions=["bf16"], file=out)
+    assert "Lightning img/s" in out.getvalue() and "not installed: Keras 3;" in out.getvalue()
+    assert rows[0]["images_per_s"]["lightning"] == pytest.approx(24 / 0.5)
+    assert calls == [("mlp", "bf16", 20, 4), ("mlp", "bf16", 24, 4)]  # a warm-up on at most 5 steps, then the timed run
+
+
+def test_the_command_line_prints_the_table(no_optional, capsys):
+    assert cli.main(["bench", "--steps", "1", "--repeats", "1"]) == 0
+    assert sorted(table_lines(capsys.readouterr().out)) == ["CNN bf16", "CNN fp32", "MLP bf16", "MLP fp32"]
+
+
+def test_every_option_reaches_the_run(no_optional, capsys):
+    bench.main(["--steps", "1", "--repeats", "1", "--batch-size", "3", "--device", "cpu", "--models", "cnn", "--precisions", "fp32"])
+    out = capsys.readouterr().out
+    assert "batch 3, steps per run CNN 1, best of 1, device cpu" in out
+    assert sorted(table_lines(out)) == ["CNN fp32"]
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--batch-size", "0"], "argument --batch-size: expected an int >= 1, but received '0'"),
+    (["--steps", "x"], "argument --steps: expected an int >= 1, but received 'x'"),
+    (["--models", "rnn"], "argument --models: invalid choice: 'rnn'"),
+    (["--precisions", "fp16"], "argument --precisions: invalid choice: 'fp16'"),
+    (["--models"], "argument --models: expected at least one argument"),
+])
+def test_a_wrong_argument_is_one_line_and_exit_2(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["bench", *argv])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and message in err, err
+
+
+@pytest.mark.parametrize(("device", "message"), [
+    ("gpu", "--device 'gpu' is not a device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."),
+    ("cuda:7", "--device 'cuda:7': this machine has"),
+])
+def test_a_device_that_is_not_here_is_one_line_and_exit_2(capsys, device, message):
+    with pytest.raises(SystemExit) as exit_:
+        bench.main(["--steps", "1", "--repeats", "1", "--device", device])
+    assert exit_.value.code == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err, captured.err
+
+
+def test_auto_picks_cuda_when_present(monkeypatch):
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: True)
+    assert bench.resolve_device("auto") == "cuda"
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    assert bench.resolve_device("auto") in ("cpu", "mps")
+
+
+def test_the_benchmark_script_runs_from_a_source_checkout():
+    result = subprocess.run([sys.executable, "benchmarks/step_overhead.py", "--steps", "1", "--repeats", "1", "--models", "mlp",
+                             "--precisions", "fp32", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "MLP   fp32" in result.stdout
