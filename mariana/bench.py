@@ -160,7 +160,8 @@ def keras_contender() -> Callable[..., float] | None:
 
     def run_keras(model: str, net: Any, x: np.ndarray, y: np.ndarray, batch: int, precision: str, device: str) -> float:
         keras.config.set_dtype_policy("mixed_bfloat16" if precision == "bf16" else "float32")
-        try:
+        with keras.device(device), contextlib.ExitStack() as restore:
+            restore.callback(keras.config.set_dtype_policy, "float32")
             layers = keras.layers
             if model == "mlp":
                 stack = [keras.Input((784,)), layers.Dense(500, activation="relu", name="hid"), layers.Dense(10, name="out")]
@@ -171,7 +172,7 @@ def keras_contender() -> Callable[..., float] | None:
                          layers.MaxPooling2D(2, **first), layers.Flatten(**first),
                          layers.Dense(500, activation="relu", name="hid"), layers.Dense(10, name="out")]
             network = keras.Sequential(stack)
-            for layer in network.layers:
+            for layer in (layer for layer in network.layers if layer.weights):
                 W, b = net[layer.name].W.detach().cpu(), net[layer.name].b.detach().cpu()
                 if W.dim() == 4:
                     kernel = W.permute(2, 3, 1, 0)
@@ -187,8 +188,6 @@ def keras_contender() -> Callable[..., float] | None:
             start = time.perf_counter()
             network.fit(x, y, batch_size=batch, epochs=1, shuffle=False, verbose=0)
             return time.perf_counter() - start
-        finally:
-            keras.config.set_dtype_policy("float32")
 
     return run_keras
 
