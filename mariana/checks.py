@@ -40,6 +40,20 @@ def int_at_least(value: Any, minimum: int, what: str) -> int:
     return int(value)
 
 
+def one_of(value: Any, choices: tuple, what: str) -> Any:
+    """``value`` if it is one of ``choices``; else "<what> must be one of <choices>, but received ..."."""
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {choices}, but received {value!r}.")
+    return value
+
+
+def seed_or_none(value: Any, what: str) -> int | None:
+    """None, or ``value`` as an int if it is a non-negative int (a seed)."""
+    if value is not None and (not is_int(value) or value < 0):
+        raise ValueError(f"{what} must be a non-negative int or None, but received {value!r}.")
+    return None if value is None else int(value)
+
+
 def positive_int(value: Any, owner: str, what: str) -> int:
     """``value`` as an int if it is an int ``>= 1``; else "<owner>: <what> must be a positive int, ..."."""
     if not is_int(value) or value < 1:

@@ -175,8 +175,9 @@ class ForwardPlan:
             values[name] = output.out
         return result
 
-    def prepare(self, batch: Mapping[str, Any], target_outputs: tuple[Layer, ...] = ()) -> tuple[Tensors, Tensors]:
-        """Check and convert a batch: (Input feeds, output targets), on the plan's device."""
+    def prepare(self, batch: Mapping[str, Any], target_outputs: tuple[Layer, ...] = (),
+                to_device: bool = True) -> tuple[Tensors, Tensors]:
+        """Check and convert a batch: (Input feeds, output targets), on the plan's device (``to_device``) or the host."""
         target_keys = {layer.name: layer for layer in target_outputs if layer.takes_targets}
         self._check_keys(batch, target_keys, target_outputs)
         feeds: Tensors = {}
@@ -198,7 +199,7 @@ class ForwardPlan:
             raise ValueError(f"{size_owner.describe()} received an empty batch (0 rows); a call needs at least one row.")
         for name, layer, index in self.feed_checks:
             layer.check_feed(index, feeds[name])
-        device = self.device
+        device = self.device if to_device else torch.device("cpu")
         feeds = {name: _to(tensor, device) for name, tensor in feeds.items()}
         targets: Tensors = {}
         for name, layer in target_keys.items():
@@ -243,8 +244,8 @@ class CostPlan:
         )
         self.forward = ForwardPlan(network, outputs, keep_pre=outputs, logits_only=logits_only)
 
-    def prepare(self, batch: Mapping[str, Any]) -> tuple[Tensors, Tensors]:
-        return self.forward.prepare(batch, target_outputs=tuple(self.outputs))
+    def prepare(self, batch: Mapping[str, Any], to_device: bool = True) -> tuple[Tensors, Tensors]:
+        return self.forward.prepare(batch, target_outputs=tuple(self.outputs), to_device=to_device)
 
     def evaluate(self, feeds: Tensors, targets: Tensors, sample_weights: Tensors | None = None) -> CostResult:
         """One forward pass and the outputs' costs (with decorators when this is a training plan).
@@ -328,30 +329,45 @@ class TrainingPlan(CostPlan):
             total = total + regularization.penalty(params)
         return total
 
-    def step(self, result: CostResult) -> None:
+    def step(self, result: CostResult, scaler: torch.amp.GradScaler | None = None) -> None:
         """Back-propagate :meth:`objective` and take one step of every optimizer."""
-        self.backward(result)
-        self.apply()
+        self.backward(result, scaler=scaler)
+        self.apply(scaler)
 
-    def backward(self, result: CostResult, scale: float = 1.0) -> None:
-        """Add ``scale`` times the gradient of :meth:`objective` to the params' gradients (accumulation uses 1/k)."""
+    def backward(self, result: CostResult, scale: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> None:
+        """Add ``scale`` times the gradient of :meth:`objective` to the params' gradients (accumulation uses 1/k).
+
+        ``scaler`` (float16 training) multiplies the objective first, so small gradients do not underflow.
+        """
         if not self.optimizers:
             return
         objective = self.objective(result)
-        (objective if scale == 1.0 else objective * scale).backward(inputs=self.backward_inputs)
+        if scale != 1.0:
+            objective = objective * scale
+        (objective if scaler is None else scaler.scale(objective)).backward(inputs=self.backward_inputs)
 
-    def apply(self) -> None:
+    def apply(self, scaler: torch.amp.GradScaler | None = None) -> None:
         """One step of every optimizer on the gradients accumulated so far (clipped first), then clear them."""
         for scenario, optimizer in self.optimizers:
+            if scaler is not None:
+                scaler.unscale_(optimizer)  # clipping and the step see the true gradients
             if scenario.clip_norm is not None or scenario.clip_value is not None:
                 scenario.clip(optimizer.param_groups[0]["params"])
             if scenario.schedule is not None:
                 lr = scenario.current_lr()
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            optimizer.step()
+            if scaler is None:
+                optimizer.step()
+            else:
+                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
             optimizer.zero_grad(set_to_none=True)
             scenario.steps += 1
+        if scaler is not None:
+            scaler.update()
+        if torch.is_autocast_enabled(self.forward.device.type):
+            # Run inside a user's torch.autocast: its cache would keep serving the weights' old low-precision copies.
+            torch.clear_autocast_cache()
 
     def scenari(self) -> list[LearningScenario]:
         """The optimizer scenari this plan steps (each once)."""

@@ -19,6 +19,8 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from mariana.layers.base import Layer, Shape
 from mariana.registry import deserialize
 
@@ -93,6 +95,12 @@ def check_merge(sources: Sequence[Layer], target: Layer) -> list[Network]:
         if not any(source.network is n for n in networks):
             networks.append(source.network)
     check_names_disjoint(networks + [target.network], target)
+    float_dtypes = {source.dtype for source in sources if source.dtype.is_floating_point}
+    if len(float_dtypes) > 1:
+        raise ValueError(f"{target.describe()} merges layers of different float dtypes "
+                         f"{ {source.name: str(source.dtype) for source in sources} }; convert one network with net.to(dtype=...).")
+    for source in sources:
+        check_float_dtype(source, target)
     return networks
 
 
@@ -118,7 +126,24 @@ def check_names_disjoint(networks: Sequence[Network], target: Layer) -> None:
             owners[name] = network
 
 
+def check_float_dtype(source: Layer, target: Layer) -> None:
+    """Float data is float32 or float64, and a layer already built in one is not fed the other."""
+    dtype = source.dtype
+    if not dtype.is_floating_point:
+        return
+    if dtype not in (torch.float32, torch.float64):
+        raise ValueError(
+            f"{source.describe()} produces {dtype}, which {target.describe()} cannot learn in: weights stay float32 "
+            f"(or float64). Keep the Input float32 and train with precision='bf16-mixed' or '16-mixed' for half precision."
+        )
+    built = target.dtype if target.shape is not None and target.params else None
+    if built is not None and built.is_floating_point and built != dtype:
+        raise ValueError(f"{source.describe()} produces {dtype}, but {target.describe()} computes in {built}; "
+                         f"convert one network with net.to(dtype=...) first.")
+
+
 def _check_edge(source: Layer, target: Layer) -> None:
+    check_float_dtype(source, target)
     if source is target:
         raise ValueError(f"Cannot connect {source.describe()} to itself: that would be a cycle.")
     if target.is_input:

@@ -123,13 +123,20 @@ class Network:
             return tensor.device
         return torch.device("cpu")
 
-    def to(self, device: str | torch.device) -> Network:
-        """Move params, buffers and optimizer state to ``device``; returns the network."""
-        self.module.to(device)
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
+        """Move params, buffers and optimizer state to ``device``, and/or make the network compute in ``dtype``
+        (``torch.float32`` or ``torch.float64``: float params, buffers, Inputs and optimizer state); returns the network.
+        """
+        if dtype is not None and dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"Network.to: dtype must be torch.float32 or torch.float64, but received {dtype!r}; "
+                             f"for half precision train with precision='bf16-mixed' or '16-mixed' (float32 weights).")
+        self.module.to(device=device, dtype=dtype)
+        for layer in self.inputs.values() if dtype is not None else ():
+            layer.cast_floats_to(dtype)
         for state in self.optimizer_state.values():
             for key, value in state.items():
                 if isinstance(value, torch.Tensor) and value.dim() > 0:
-                    state[key] = value.to(device)
+                    state[key] = value.to(device=device, dtype=dtype if value.is_floating_point() else None)
         self._plans.clear()
         return self
 
@@ -362,10 +369,11 @@ class Network:
     def _infer(self, plan: ForwardPlan, feeds: dict[str, torch.Tensor], batch_size: int | None) -> torch.Tensor:
         """The plan's one target in inference mode, on the host, computed ``batch_size`` rows at a time."""
         (name,) = plan.target_names
+        dtype = self[name].dtype  # under a user's autocast the output may be bfloat16, which numpy cannot hold
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
             for chunk in chunks(feeds, {}, batch_size):
-                parts.append(plan.run(chunk.feeds, training=False).values[name].detach().cpu())
+                parts.append(plan.run(chunk.feeds, training=False).values[name].detach().to("cpu", dtype))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def _classifier(self, name: str, call: str) -> Layer:
@@ -386,6 +394,8 @@ class Network:
             raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
         graph.check_connection(source, target)
         built = graph.build_downstream(source, target)
+        for layer in built if source.dtype == torch.float64 else ():
+            layer.to(torch.float64)  # a float64 Input makes what it feeds float64 too
         if target.network is not self:
             self._absorb(target.network)
         target.incoming.append(source)

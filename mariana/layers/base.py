@@ -24,11 +24,7 @@ Example: a custom layer that scales its input by a learned vector.
 
 from __future__ import annotations
 
-import itertools
-import keyword
-import re
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
@@ -42,6 +38,7 @@ from mariana import regularizations as MR
 from mariana import scenari as MS
 from mariana.checks import is_int
 from mariana.layers.expression import Operand
+from mariana.layers.names import automatic_name, check_name
 from mariana.registry import Configurable, deserialize, serialize
 
 if TYPE_CHECKING:
@@ -49,15 +46,6 @@ if TYPE_CHECKING:
 
 Shape = tuple[int, ...]
 
-_NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
-#: Names no layer may take, and why.
-RESERVED_NAMES = {
-    "batch_size": "run calls take batch_size= as an option, so data could not be fed to it",
-    "training": "net.forward takes training= as an option, and torch keeps each module's train/eval flag under that name",
-    "sampler": "DatasetMapper takes sampler= as an option, so data could not be mapped to it",
-    "weights": "DatasetMapper takes weights= as an option, so data could not be mapped to it",
-}
-_AUTO_NAME_COUNTERS: dict[str, Iterable[int]] = defaultdict(lambda: itertools.count(1))
 
 #: Makes the one-layer Network every layer is born in. The graph sits above the layers, so it
 #: installs itself here when imported (``mariana.layers`` imports ``mariana.network``).
@@ -76,25 +64,6 @@ class LayerOutput(NamedTuple):
     pre: torch.Tensor  #: ``forward``'s result, before the activation
     clean: torch.Tensor  #: after the activation, before training-only decorators
     out: torch.Tensor  #: what the next layers receive
-
-
-def _snake_case(class_name: str) -> str:
-    # SoftmaxClassifier -> softmax_classifier, Conv2D -> conv2d, MaxPool2D -> max_pool2d, LSTM -> lstm
-    return re.sub(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", class_name).lower()
-
-
-def check_name(name: Any, owner: str) -> str:
-    """``name`` if it is a valid layer name, else ``ValueError``/``TypeError``."""
-    if not isinstance(name, str):
-        raise TypeError(f"{owner}: name must be a str, but received {name!r}.")
-    if not _NAME_PATTERN.match(name) or keyword.iskeyword(name):
-        raise ValueError(
-            f"{owner}: invalid name {name!r}. Names start with a letter, contain only letters, "
-            f"digits and '_', and are not Python keywords (e.g. 'hidden_1')."
-        )
-    if name in RESERVED_NAMES:
-        raise ValueError(f"{owner}: the name {name!r} is reserved: {RESERVED_NAMES[name]}.")
-    return name
 
 
 def _as_list(value: Any, keyword_name: str, owner: str, expected: type) -> list:
@@ -155,7 +124,7 @@ class Layer(Operand, Configurable, nn.Module):
         nn.Module.__init__(self)
         kind = type(self).__name__
         if name is None:
-            name = f"{_snake_case(kind)}_{next(_AUTO_NAME_COUNTERS[kind])}"
+            name = automatic_name(kind)
         self.name = check_name(name, kind)
         owner = f"{kind} {self.name!r}"
         given = {
@@ -295,7 +264,13 @@ class Layer(Operand, Configurable, nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        """The dtype of this layer's output."""
+        """The dtype of this layer's output: its float params', else its float input's, else float32."""
+        for param in self._parameters.values():
+            if param.is_floating_point():
+                return param.dtype
+        for source in self.incoming:
+            if source.dtype.is_floating_point:
+                return source.dtype
         return torch.float32
 
     @property

@@ -54,6 +54,11 @@ class Input(Layer):
     def dtype(self) -> torch.dtype:
         return self._dtype
 
+    def cast_floats_to(self, dtype: torch.dtype) -> None:
+        """Make a float Input produce ``dtype`` (``net.to(dtype=...)`` converts the whole network)."""
+        if self._dtype.is_floating_point:
+            self._dtype = dtype
+
     def output_shape(self) -> Shape:
         return self.shape
 

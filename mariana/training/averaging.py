@@ -28,13 +28,18 @@ from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
+def check_decay(decay: float | None) -> float | None:
+    """The Trainer's ``ema=`` checked: None, or a float in (0, 1)."""
+    if decay is not None and (not isinstance(decay, float) or not 0.0 < decay < 1.0):
+        raise ValueError(f"Trainer: ema must be a float in (0, 1), e.g. 0.999, but received {decay!r}.")
+    return decay
+
+
 class WeightAverage:
     """The moving average of every float parameter of ``module``."""
 
     def __init__(self, module: nn.Module, decay: float) -> None:
-        if not isinstance(decay, float) or not 0.0 < decay < 1.0:
-            raise ValueError(f"Trainer: ema must be a float in (0, 1), e.g. 0.999, but received {decay!r}.")
-        self.decay = decay
+        self.decay = check_decay(decay)
         self.names = [name for name, p in module.named_parameters() if p.is_floating_point()]
         named = dict(module.named_parameters())
         self.weights = [named[name].detach() for name in self.names]  # views: they follow the optimizer's updates

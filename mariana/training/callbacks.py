@@ -29,9 +29,12 @@ from typing import Any
 from mariana.training.stops import EarlyStopping
 
 
-def checked_list(items: Sequence[Any] | None, base: type, label: str, module: str) -> list:
-    """``items`` as a list, every one an instance of ``base``; else a TypeError naming ``module``."""
+def checked_list(items: Sequence[Any] | None, base: type, label: str, module: str, empty: str | None = None) -> list:
+    """``items`` as a list, every one an instance of ``base``; else a TypeError naming ``module``
+    (and a ValueError saying ``empty`` when it is empty and that is not allowed)."""
     items = list(items or [])
+    if not items and empty is not None:
+        raise ValueError(empty)
     for item in items:
         if not isinstance(item, base):
             raise TypeError(f"Trainer: {label} expects {module} objects, but received {item!r}.")

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -123,6 +124,15 @@ class RunDirectory:
         tensors: dict[str, torch.Tensor] = {}
         document = CK.split_tensors(state, tensors, "state")
         self.submit(self._save, tensors, document, epoch, step, best)
+
+    def save_now(self, state: dict, epoch: int, step: int) -> None:
+        """Write a checkpoint and wait for it (an emergency save), even when an earlier write failed."""
+        try:
+            self.drain()
+        except Exception as error:  # a failed periodic write must not prevent the emergency one
+            print(f"mariana: an earlier checkpoint write failed ({error!r}); writing the emergency checkpoint anyway.", file=sys.stderr)
+        self.save_checkpoint(state, epoch, step)
+        self.drain()
 
     def _save(self, tensors: dict[str, torch.Tensor], document: dict, epoch: int, step: int, best: bool) -> None:
         # On the writer thread, after run.json (written first): each checkpoint records the run document it belongs to.

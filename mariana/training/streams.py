@@ -35,14 +35,14 @@ class PreparedStream:
     weights: Tensors  #: per-sample weights of the outputs that have them
 
     @classmethod
-    def prepare(cls, plan: CostPlan, data: Mapping[str, Any], classifiers: Sequence[str]) -> PreparedStream:
-        """Check and convert ``data`` once (shapes, dtypes, ids, finite values), on the plan's device."""
-        feeds, targets = plan.prepare(dict(data))
+    def prepare(cls, plan: CostPlan, data: Mapping[str, Any], classifiers: Sequence[str], to_device: bool = True) -> PreparedStream:
+        """Check and convert ``data`` once (shapes, dtypes, ids, finite values), on the plan's device (or the host)."""
+        feeds, targets = plan.prepare(dict(data), to_device=to_device)
         class_ids = {}
         for output in classifiers:
             ids = targets[output]
             class_ids[output] = ids.argmax(dim=-1) if ids.is_floating_point() else ids
-        device = plan.forward.device
+        device = plan.forward.device if to_device else torch.device("cpu")
         weights = {name: torch.from_numpy(w).to(device) for name, w in getattr(data, "weights", {}).items()}
         return cls(feeds, targets, class_ids, weights)
 
@@ -50,6 +50,20 @@ class PreparedStream:
         for tensor in (*self.feeds.values(), *self.targets.values()):
             return tensor.shape[0]
         return 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter((*self.feeds.values(), *self.targets.values()))).device
+
+    def to(self, device: torch.device) -> PreparedStream:
+        """The stream on ``device`` (asynchronous from pinned host memory)."""
+        return PreparedStream(*({key: value.to(device, non_blocking=device.type != "cpu") for key, value in part.items()}
+                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
+
+    def pinned(self) -> PreparedStream:
+        """The stream in page-locked host memory, so batches copy to a GPU asynchronously."""
+        return PreparedStream(*({key: value.pin_memory() for key, value in part.items()}
+                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
 
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for part in (self.feeds, self.targets, self.class_ids, self.weights)
@@ -78,14 +92,19 @@ class PreparedStream:
 
 
 def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], classifiers: Sequence[str],
-             batch_size: int) -> dict[str, dict[str, float]]:
-    """Mean loss (and accuracy) per output over the whole stream, ``batch_size`` rows at a time, without dropout."""
+             batch_size: int, run: Callable[[CostPlan, PreparedStream], Any] | None = None) -> dict[str, dict[str, float]]:
+    """Mean loss (and accuracy) per output over the whole stream, ``batch_size`` rows at a time, without dropout.
+
+    ``run(plan, batch)`` evaluates one batch (default: ``plan.evaluate`` on it, where the stream lies).
+    """
     total = len(stream)
-    sums = EpochSums(outputs, classifiers, next(iter(stream.feeds.values())).device)
+    sums = EpochSums(outputs, classifiers, plan.forward.device)
     with torch.no_grad():
         for low in range(0, total, batch_size):
             part = stream.rows(low, min(low + batch_size, total))
-            result = plan.evaluate(part.feeds, part.targets, part.weights)
+            result = run(plan, part) if run is not None else plan.evaluate(part.feeds, part.targets, part.weights)
             for name in outputs:
-                sums.add(name, result.losses[name], len(part), result.logits[name], part.class_ids.get(name), result.counts.get(name))
+                ids = part.class_ids.get(name)
+                sums.add(name, result.losses[name], len(part), result.logits[name],
+                         None if ids is None else ids.to(result.logits[name].device, non_blocking=True), result.counts.get(name))
     return sums.means()

@@ -40,7 +40,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -49,13 +48,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from mariana.checks import int_at_least, is_int
+from mariana.checks import int_at_least, one_of, seed_or_none
 from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
-from mariana.training.averaging import WeightAverage
+from mariana.training.averaging import WeightAverage, check_decay
 from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, load_states, states
+from mariana.training.hardware import Hardware
 from mariana.training.history import History
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
@@ -88,7 +88,8 @@ class Trainer:
                  run_dir: str | Path | None = None, save_if_murdered: bool = True, seed: int | None = None,
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-                 best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None) -> None:
+                 best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None, device: Any = "auto",
+                 precision: Any = "32", compile: bool = False) -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
@@ -96,14 +97,9 @@ class Trainer:
         self.batch_size = int_at_least(batch_size, 1, "Trainer: batch_size")
         self.eval_batch_size = int_at_least(eval_batch_size, 1, "Trainer: eval_batch_size")
         self.checkpoint_every = int_at_least(checkpoint_every, 0, "Trainer: checkpoint_every (epochs)")
-        if order not in ORDERS:
-            raise ValueError(f"Trainer: order must be one of {ORDERS}, but received {order!r}.")
-        if seed is not None and (not is_int(seed) or seed < 0):
-            raise ValueError(f"Trainer: seed must be a non-negative int or None, but received {seed!r}.")
-        self.order, self.seed = order, None if seed is None else int(seed)
-        self.stops = checked_list(stops, Stop, "stops", "mariana.training.stops")
-        if not self.stops:
-            raise ValueError("Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end.")
+        self.order, self.seed = one_of(order, ORDERS, "Trainer: order"), seed_or_none(seed, "Trainer: seed")
+        self.stops = checked_list(stops, Stop, "stops", "mariana.training.stops",
+                                  empty="Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end.")
         self.recorders = checked_list(recorders if recorders is not None else [ProgressBar()], Recorder, "recorders",
                                        "mariana.training.recorders")
         for recorder in self.recorders:
@@ -118,8 +114,10 @@ class Trainer:
         if self.accumulate > 1 and order != "simultaneous" and len(self.outputs) > 1:
             raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
                              f"steps would add to each other's gradients in order={order!r}.")
-        self.ema = ema
-        self.average = WeightAverage(net.module, ema) if ema is not None else None
+        self.ema = check_decay(ema)
+        self.average: WeightAverage | None = None  # made when the network is in place (start, resume)
+        self.hardware = Hardware(net, device, precision, compile)  # an unknown or missing device fails here
+        self.device, self.precision, self.compile = device, self.hardware.precision.name, compile
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
         self.interrupts = Interrupts(enabled=self.save_if_murdered and self.run_dir is not None, run_dir=self.run_dir)
         # The run's progress: what a checkpoint records.
@@ -216,6 +214,9 @@ class Trainer:
     # -- setup --------------------------------------------------------------------------
     def _setup(self, streams: dict[str, DatasetMapper]) -> None:
         net = self.net
+        self.hardware.place(net)
+        self.sums = EpochSums(self.outputs, self.classifiers, net.device)
+        self.average = WeightAverage(net.module, self.ema) if self.ema is not None else None
         eval_plan = net.cost_plan(self.outputs)
         inputs = list(eval_plan.forward.input_names)
         targets = [name for name in self.outputs if net[name].takes_targets]
@@ -230,7 +231,7 @@ class Trainer:
         self._best_value = BestValue(self.best)
         self._streams = streams
         self._eval_plan = eval_plan
-        self._prepared = {name: PreparedStream.prepare(eval_plan, mapper, self.classifiers) for name, mapper in streams.items()}
+        self._prepared = {name: self.hardware.prepare(eval_plan, mapper, self.classifiers) for name, mapper in streams.items()}
         if self.order == "simultaneous":
             self._step_plans = [(tuple(self.outputs), net.training_plan(self.outputs))]
         else:
@@ -273,7 +274,8 @@ class Trainer:
             self.epoch_order = mapper.sampler.epoch_order(mapper)
             self.position_step = 0
             self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
-        rows = self._prepared["train"].in_order(torch.from_numpy(self.epoch_order).to(self.net.device))
+        stream = self._prepared["train"]
+        rows = stream.in_order(torch.from_numpy(self.epoch_order).to(stream.device))
         total = len(self.epoch_order)
         steps = math.ceil(total / self.batch_size)
         for recorder in self.recorders:
@@ -307,14 +309,12 @@ class Trainer:
         group_start = step - step % self.accumulate
         group_size = min(self.accumulate, steps - group_start)
         stepped = group_size == 1 or step + 1 == group_start + group_size
+        batch = self.hardware.batch(batch)
         for names, plan in plans:
-            result = plan.evaluate(batch.feeds, batch.targets, batch.weights)
-            if group_size == 1:
-                plan.step(result)
-            else:
-                plan.backward(result, 1.0 / group_size)
-                if stepped:
-                    plan.apply()
+            result = self.hardware.evaluate(plan, batch)
+            self.hardware.backward(plan, result, 1.0 / group_size)
+            if stepped:
+                self.hardware.apply(plan)
             for name in names:
                 self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name),
                               result.counts.get(name))
@@ -324,7 +324,8 @@ class Trainer:
     def _evaluate(self, stream: str) -> dict[str, dict[str, float]]:
         self.net.module.train(False)
         with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
-            return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size)
+            return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size,
+                            run=lambda plan, batch: self.hardware.evaluate(plan, self.hardware.batch(batch)))
 
     def _end_epoch(self) -> None:
         entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(), "train": self.sums.means()}
@@ -388,7 +389,7 @@ class Trainer:
             "stops": pending["stops"] if pending is not None else states(self.stops),
             "recorders": pending["recorders"] if pending is not None else states(self.recorders),
             "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
-            "ema": None if self.average is None else self.average.state_dict(),
+            "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
             "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
             "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
         }
@@ -401,6 +402,7 @@ class Trainer:
         self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
                              if state["phase"] == "epoch_end" else None)
         self.sums.load_state_dict(state)
+        self.hardware.load_state_dict(state.get("hardware", {}))
         if self.average is not None and state.get("ema") is not None:
             self.average.load_state_dict(state["ema"])
         parameters = dict(self.net.module.named_parameters())
@@ -427,12 +429,7 @@ class Trainer:
         """Write a checkpoint at this step boundary now; returns the message telling how to resume."""
         self._emergency_written = True
         where = f"epoch {self.epoch + 1}, after step {self.position_step}" if self._pending_end is None else f"end of epoch {self.epoch + 1}"
-        try:
-            self.run_directory.drain()
-        except Exception as error:  # a failed periodic write must not prevent the emergency one
-            print(f"mariana: an earlier checkpoint write failed ({error!r}); writing the emergency checkpoint anyway.", file=sys.stderr)
-        self._checkpoint(f"emergency: {cause}")
-        self.run_directory.drain()
+        self.run_directory.save_now(self.state_dict(f"emergency: {cause}"), self.epoch, self.position_step)
         return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
                 f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
 
@@ -441,5 +438,6 @@ class Trainer:
         config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
         config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
                       checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
+                      device=str(self.device), precision=self.precision, compile=self.compile,
                       recorders=[describe_object(r) for r in self.recorders])
         return config

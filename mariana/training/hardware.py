@@ -1,0 +1,110 @@
+"""Where and how precisely the Trainer computes: device, precision, a compiled forward pass, the gradient scaler.
+
+The network and its optimizer state move to the device once, when a run
+starts; each stream is copied there whole when it fits (see
+``mariana.devices.keep_on_device``) or moves batch by batch from pinned host
+memory, asynchronously. Autocast wraps the forward pass and the costs only.
+With ``compile=True`` the forward pass and costs go through ``torch.compile``;
+if the backend cannot compile them (an operation it does not support, no
+C++ compiler), the Trainer warns once and runs that plan eagerly.
+
+Example:
+    >>> import mariana.layers as ML
+    >>> net = ML.Input(2, name="x") > ML.Regression(1, name="out")
+    >>> hardware = Hardware(net, device="cpu", precision="bf16-mixed")
+    >>> hardware.device, hardware.precision.autocast_dtype
+    (device(type='cpu'), torch.bfloat16)
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from mariana.devices import keep_on_device, resolve_device
+from mariana.execution import CostPlan, CostResult, TrainingPlan
+from mariana.network import Network
+from mariana.precision import Precision
+from mariana.training.streams import PreparedStream
+
+
+class CompileWarning(UserWarning):
+    """torch.compile could not compile a plan: it runs eagerly (same results, no compiled speed)."""
+
+
+class Hardware:
+    """The Trainer's device, precision and compilation settings, and the state they need (a gradient scaler)."""
+
+    def __init__(self, net: Network, device: Any = "auto", precision: Any = "32", compile: bool = False) -> None:
+        current = net.device
+        # "auto" keeps a network the user already moved to an accelerator where it is.
+        self.device = current if device == "auto" and current.type != "cpu" else resolve_device(device)
+        self.precision = Precision.named(precision)
+        if not isinstance(compile, bool):
+            raise TypeError(f"Trainer: compile must be True or False, but received {compile!r}.")
+        self.compile = compile
+        self.scaler = self.precision.grad_scaler(self.device)
+        self._compiled: dict[int, Callable[..., CostResult]] = {}
+
+    def place(self, net: Network) -> None:
+        """Move the network (params, buffers, optimizer state) once; float64 for precision "64"."""
+        net.to(device=self.device, dtype=torch.float64 if self.precision.name == "64" else None)
+
+    def prepare(self, plan: CostPlan, data: Any, classifiers: list[str]) -> PreparedStream:
+        """A stream on the device when it fits there, else in (pinned) host memory, moved batch by batch."""
+        stream = PreparedStream.prepare(plan, data, classifiers, to_device=False)
+        if keep_on_device(stream.nbytes(), self.device):
+            return stream.to(self.device)
+        return stream.pinned() if self.device.type == "cuda" else stream
+
+    def batch(self, batch: PreparedStream) -> PreparedStream:
+        """``batch`` on the device (a no-op for streams kept there)."""
+        return batch if batch.device == self.device else batch.to(self.device)
+
+    def evaluate(self, plan: CostPlan, batch: PreparedStream) -> CostResult:
+        """The plan's forward pass and costs under this precision's autocast (compiled when asked)."""
+        with self.precision.autocast(self.device):
+            return self._evaluator(plan)(batch.feeds, batch.targets, batch.weights)
+
+    def _evaluator(self, plan: CostPlan) -> Callable[..., CostResult]:
+        if not self.compile:
+            return plan.evaluate
+        compiled = self._compiled.get(id(plan))
+        if compiled is None:
+            compiled = self._compiled[id(plan)] = _with_eager_fallback(plan)
+        return compiled
+
+    def backward(self, plan: TrainingPlan, result: CostResult, scale: float = 1.0) -> None:
+        plan.backward(result, scale, self.scaler)
+
+    def apply(self, plan: TrainingPlan) -> None:
+        plan.apply(self.scaler)
+
+    def state_dict(self) -> dict:
+        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+
+
+def _with_eager_fallback(plan: CostPlan) -> Callable[..., CostResult]:
+    """``torch.compile(plan.evaluate)``, falling back to the eager plan (with a warning) if compiling fails."""
+    compiled = torch.compile(plan.evaluate)
+    state = {"function": compiled}
+
+    def evaluate(*args: Any) -> CostResult:
+        if state["function"] is compiled:
+            try:
+                return compiled(*args)
+            except Exception as error:  # the backend's own errors vary (BackendCompilerFailed, Unsupported, ...)
+                warnings.warn(f"torch.compile could not compile the step for outputs {[o.name for o in plan.outputs]} "
+                              f"({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}); "
+                              f"running it eagerly.", CompileWarning, stacklevel=3)
+                state["function"] = plan.evaluate
+        return state["function"](*args)
+
+    return evaluate
