@@ -53,7 +53,6 @@ LR = {"mlp": 0.01, "cnn": 1e-3}
 MOMENTUM = 0.9
 #: Default steps per timed run: about half a second each on two CPU cores, the whole table in about 30 s.
 STEPS = {"mlp": 300, "cnn": 100}
-DEVICES = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
 
 
 def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
@@ -62,7 +61,7 @@ def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
                         help=f"training steps (batches) per timed run (default: {STEPS['mlp']} for the MLP, {STEPS['cnn']} for the CNN)")
     parser.add_argument("--repeats", type=count, default=5, help="timed runs of each contender; the best counts (default: 5)")
     parser.add_argument("--batch-size", type=count, default=64, help="images per step (default: 64)")
-    parser.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, CUDA when present)")
+    parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto, CUDA when present)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="rows to run (default: mlp cnn)")
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS),
                         help="fp32 and/or bf16 (bf16-mixed: autocast forward, float32 weights) (default: both)")
@@ -239,23 +238,14 @@ def lightning_contender() -> Callable[..., float] | None:
 
 # -- the table ------------------------------------------------------------------------------
 def resolve_device(device: str) -> str:
-    """``"auto"``: CUDA when present, else MPS when present, else CPU; a device that is absent is a CommandError."""
-    if device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        mps = getattr(torch.backends, "mps", None)
-        return "mps" if mps is not None and mps.is_available() else "cpu"
+    """``"auto"``: CUDA when present, else MPS, else the CPU (:func:`mariana.devices.resolve_device`); a CommandError
+    for a device this machine lacks, so the command line says it in one line."""
+    from mariana.devices import resolve_device as resolve
+
     try:
-        where = torch.device(device)
-    except (RuntimeError, ValueError):
-        raise CommandError(f"--device {device!r} is not a device; use {DEVICES}.") from None
-    if where.type == "cuda" and (not torch.cuda.is_available() or (where.index or 0) >= torch.cuda.device_count()):
-        raise CommandError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s); use 'cpu' or 'auto'.")
-    if where.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CommandError(f"--device {device!r}: MPS is not available on this machine; use 'cpu' or 'auto'.")
-    if where.type not in ("cpu", "cuda", "mps"):
-        raise CommandError(f"--device {device!r} is not supported; use {DEVICES}.")
-    return device
+        return str(resolve(device))
+    except ValueError as error:
+        raise CommandError(f"--{error}") from None
 
 
 def random_data(model: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -97,8 +97,8 @@ def test_a_wrong_argument_is_one_line_and_exit_2(capsys, argv, message):
 
 
 @pytest.mark.parametrize(("device", "message"), [
-    ("gpu", "--device 'gpu' is not a device; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."),
-    ("cuda:7", "--device 'cuda:7': this machine has"),
+    ("gpu", "--device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', but received 'gpu'."),
+    ("cuda:7", "--device='cuda:7'"),
 ])
 def test_a_device_that_is_not_here_is_one_line_and_exit_2(capsys, device, message):
     with pytest.raises(SystemExit) as exit_:
