@@ -31,12 +31,12 @@ def test_the_table_has_a_row_per_model_and_precision_and_a_column_per_contender(
     rows = bench.run(**TINY, file=out)
     text = out.getvalue()
     header = text.splitlines()[1]
-    for column in ("Mariana img/s", "PyTorch loop img/s", "ratio", "final weights"):
+    for column in ("Mariana img/s", "PyTorch loop img/s", "ratio", "start ms", "final weights"):
         assert column in header, header
     assert sorted(table_lines(text)) == ["CNN bf16", "CNN fp32", "MLP bf16", "MLP fp32"]
     assert [(row["model"], row["precision"]) for row in rows] == [("MLP", "fp32"), ("MLP", "bf16"), ("CNN", "fp32"), ("CNN", "bf16")]
     for row in rows:
-        assert sorted(row["images_per_s"]) == ["mariana", "torch"] and row["ratio"] > 0
+        assert sorted(row["images_per_s"]) == ["mariana", "torch"] and row["ratio"] > 0 and row["start_up"] > 0
         if row["precision"] == "fp32":  # the same float32 arithmetic from the same weights: the same result
             assert row["weights_agree"] and "agree (allclose" in table_lines(text)[f"{row['model']} fp32"]
         else:  # bf16 rounds; the difference is reported, and small after two steps
