@@ -6,7 +6,8 @@ The networks of ``mariana bench`` (:mod:`mariana.bench`): the MLP 784-500-10
 Trainer at precision "32" and "bf16-mixed" from the same initial weights,
 with the same seed (same shuffles), batch 64. Prints the test accuracy of
 each (the Trainer's evaluation after the last epoch, on the 10,000 test
-images) and the difference in points. Defaults: the MLP 3 epochs on all
+images; with ``--seeds N`` the mean over seeds, and the seconds of all of
+them together) and the difference in points. Defaults: the MLP 3 epochs on all
 60,000 training images, the CNN 2 epochs on the first 12,000; a few minutes
 on two CPU cores.
 

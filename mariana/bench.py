@@ -10,8 +10,11 @@ and read once) and, when installed, Keras 3 (torch backend) and PyTorch
 Lightning; then the ratio of Mariana's time to the hand-written loop's.
 
 Each run is one epoch of ``steps`` batches of random MNIST-shaped data, in
-order (no download: the timing does not depend on the values). All
-contenders run in this process, alternating, best of ``repeats``, from
+order (no download: the timing does not depend on the values); images per
+second count the training loop, from the first step to the epoch's metrics
+read on the host, and the Trainer's one-time start-up before its first step
+(the data's NaN check, preparing and moving the streams) has its own column.
+All contenders run in this process, alternating, best of ``repeats``, from
 identical initial weights; the last column says whether Mariana's final
 weights agree with the hand-written loop's (float32: ``allclose``; bf16: the
 largest absolute difference, since two bf16 runs round differently). It lives
