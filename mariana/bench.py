@@ -344,6 +344,9 @@ def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missi
     print("img/s: one epoch's training loop, first step to its metrics read on the host; ratio = Mariana's loop time / "
           "the hand-written loop's at the same precision (goal <= 1.05); start ms: the Trainer's one-time start-up "
           "before the first step (checks the data for NaN, prepares the streams), not in img/s", file=file)
+    if optional_names:
+        print(f"{', '.join(titles[name] for name in optional_names)}: the whole fit call (their start-up included), "
+              "from the same initial weights", file=file)
     if missing:
         print(f"(not installed: {', '.join(titles[name] for name in missing)}; pip install 'mariana[bench]' to compare them)",
               file=file)
