@@ -63,7 +63,7 @@ from mariana.training.recorders import ProgressBar, Recorder
 from mariana.training.resume import read_continuation, read_resume_point, torch_threads
 from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
 from mariana.training.stops import Stop
-from mariana.training.streams import PreparedStream, evaluate
+from mariana.training.streams import FileStream, PreparedStream, evaluate
 from mariana.training.trainer_state import ResumableState
 
 ORDERS = ("simultaneous", "sequential", "random")
@@ -81,6 +81,14 @@ class Trainer(ResumableState):
     only the first, emergency and final ones); the last ``keep_checkpoints``
     and the best (by ``best=(stream, output, metric)``, default: the first
     EarlyStopping's, else valid then train loss of the first output) are kept.
+
+    ``accumulate=k``: one optimizer step every k batches (the step of a batch k
+    times as large). ``ema=decay``: a moving average of the weights evaluates
+    the valid/test streams and becomes the network's weights at the end.
+    ``device``, ``precision`` and ``compile``: see :mod:`mariana.training.hardware`.
+    ``resume="auto"``: when ``run_dir`` holds an unfinished run of the same
+    network, settings and data, ``start`` continues it (so rerunning a killed
+    job's command carries on); ``False`` (default) refuses a used run_dir.
     """
 
     def __init__(self, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,
@@ -135,7 +143,7 @@ class Trainer(ResumableState):
         # Set up by start/resume.
         self._started = False
         self._streams: dict[str, DatasetMapper] = {}
-        self._prepared: dict[str, PreparedStream] = {}
+        self._prepared: dict[str, PreparedStream | FileStream] = {}
         self._eval_plan: CostPlan | None = None
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
         self._step_recorders: list[Recorder] = []
