@@ -1,11 +1,16 @@
-"""Peak memory of one MNIST epoch, with and without a run directory (issue 13, item 5).
+"""Peak memory of training, with and without a run directory, from arrays in memory or memory-mapped files.
 
-Each configuration runs in a fresh process (``ru_maxrss`` is a high-water mark):
-an MLP 784-500-10 trained for one epoch on the 60,000 MNIST training images,
-batch 64, no progress bar. With a run directory the Trainer also writes the
-data copy and checkpoints there.
+Each configuration runs in a fresh process (``ru_maxrss`` is a high-water
+mark): an MLP 784-500-10 trained for one epoch, batch 64, no progress bar.
 
-    $ python benchmarks/run_memory.py --data-dir ../shared/data/mnist
+* ``--source memory``: the 60,000 MNIST training images as in-memory float32 arrays;
+* ``--source mmap``: the same arrays saved as ``.npy`` and opened with ``mmap_mode="r"``;
+* ``--source big``: a generated ``--big-gb`` GiB float32 array of random "images" (not committed;
+  written to a temporary folder and removed), memory-mapped.
+
+``--baseline`` prints the peak RSS of a process that only imports torch and Mariana.
+
+    $ python benchmarks/run_memory.py --data-dir ../shared/data/mnist --source memory mmap
     $ PYTHONPATH=path/to/other/checkout python benchmarks/run_memory.py ...   # the same measure on other code
 """
 
@@ -19,34 +24,84 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 
-def one_epoch(data_dir: str, run_dir: str | None) -> None:
-    import mariana as mar
+
+def write_files(source: str, data_dir: str, folder: str, big_gb: float) -> None:
+    """x.npy and y.npy in ``folder``, written by the parent process so the measured child never holds them."""
+    if source == "big":
+        rows = int(big_gb * 2**30 / (784 * 4))
+        x = np.lib.format.open_memmap(os.path.join(folder, "x.npy"), mode="w+", dtype=np.float32, shape=(rows, 784))
+        for start in range(0, rows, 65536):  # written in slices: generating it must not need the memory either
+            x[start:start + 65536] = np.random.default_rng(start).random((min(65536, rows - start), 784), dtype=np.float32)
+        x.flush()
+        del x
+        np.save(os.path.join(folder, "y.npy"), np.random.default_rng(0).integers(0, 10, rows))
+        return
     from mariana.datasets import mnist
+
+    train = mnist(data_dir)["train"]
+    np.save(os.path.join(folder, "x.npy"), train["x"])
+    np.save(os.path.join(folder, "y.npy"), train["y"])
+
+
+def arrays(source: str, data_dir: str, folder: str) -> tuple[np.ndarray, np.ndarray]:
+    if source == "memory":
+        from mariana.datasets import mnist
+
+        train = mnist(data_dir)["train"]
+        return train["x"], train["y"]
+    return np.load(os.path.join(folder, "x.npy"), mmap_mode="r"), np.load(os.path.join(folder, "y.npy"), mmap_mode="r")
+
+
+def one_epoch(source: str, data_dir: str, folder: str, with_run_dir: bool) -> None:
+    import torch
+
+    import mariana as mar
     from mariana.models import build_mlp
     from mariana.training import DatasetMapper, Trainer, stops
 
-    data = mnist(data_dir)
-    mar.seed(0)
-    net = build_mlp((784,), 10, hidden=500)
-    start = time.perf_counter()
-    Trainer(net, "out", batch_size=64, stops=[stops.EpochWall(1)], recorders=[], run_dir=run_dir).start(
-        DatasetMapper(inp=data["train"]["x"], out=data["train"]["y"]))
+    torch.set_num_threads(1)
+    with tempfile.TemporaryDirectory() as run_parent:
+        x, y = arrays(source, data_dir, folder)
+        setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        mar.seed(0)
+        net = build_mlp((784,), 10, hidden=500)
+        start = time.perf_counter()
+        Trainer(net, "out", batch_size=64, stops=[stops.EpochWall(1)], recorders=[],
+                run_dir=os.path.join(run_parent, "run") if with_run_dir else None).start(DatasetMapper(inp=x, out=y))
+        seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{'with' if run_dir else 'without'} run directory: peak RSS {peak:,.0f} MB, {time.perf_counter() - start:.1f} s")
+    print(f"{source:6s} {'with' if with_run_dir else 'without':7s} run dir: peak RSS {peak:,.0f} MB (after loading the data: "
+          f"{setup_peak:,.0f} MB), {len(x):,} rows in {seconds:.1f} s = {len(x) / seconds:,.0f} images/s")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default=os.environ.get("MARIANA_DATA", "../shared/data/mnist"))
-    parser.add_argument("--child", choices=["with", "without"], help=argparse.SUPPRESS)
+    parser.add_argument("--source", nargs="+", choices=["memory", "mmap", "big"], default=["memory"])
+    parser.add_argument("--big-gb", type=float, default=4.0)
+    parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--write", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.child:
-        with tempfile.TemporaryDirectory() as folder:
-            one_epoch(args.data_dir, os.path.join(folder, "run") if args.child == "with" else None)
+    if args.write:
+        write_files(args.write[0], args.data_dir, args.write[1], args.big_gb)
         return
-    for mode in ("without", "with"):
-        subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", mode], check=True)
+    if args.child:
+        one_epoch(args.child[0], args.data_dir, args.child[1], args.child[2] == "with")
+        return
+    if args.baseline:
+        code = "import resource, torch, mariana.training; print(f'baseline (import torch and Mariana): peak RSS ' \
+f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB')"
+        subprocess.run([sys.executable, "-c", code], check=True)
+    for source in args.source:
+        with tempfile.TemporaryDirectory() as folder:
+            if source != "memory":  # in a process of its own: a child's peak RSS counts its parent's memory at fork
+                subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--big-gb", str(args.big_gb),
+                                "--write", source, folder], check=True)
+            for mode in ("without", "with"):
+                subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", source, folder, mode], check=True)
 
 
 if __name__ == "__main__":

@@ -75,10 +75,13 @@ def check_finite(tensor: torch.Tensor, owner: Layer, role: str) -> None:
     """``ValueError`` naming ``owner`` and how many values are NaN or infinite (host data only: no device sync)."""
     if not tensor.is_floating_point() or tensor.device.type != "cpu" or not tensor.numel():
         return
-    # aminmax reads the data once and allocates nothing (NaN propagates into it): ~10x cheaper than isfinite().all()
-    # per training call; chunks keep a whole stream's check small too.
+    # min and max read the data without allocating (NaN propagates into them): ~10x cheaper than isfinite().all() per
+    # training call. numpy's are single-threaded: torch's would wake its thread pool, which stalls on a busy machine
+    # (and on the Trainer's prefetch thread). Chunks keep a whole stream's check small too.
     chunks = tensor.detach().reshape(-1).split(2**22)
-    if not all(math.isfinite(low) and math.isfinite(high) for low, high in (map(float, torch.aminmax(c)) for c in chunks)):
+    if tensor.dtype == torch.bfloat16:  # numpy has no bfloat16
+        chunks = [chunk.float() for chunk in chunks]
+    if not all(math.isfinite(c.min()) and math.isfinite(c.max()) for c in (chunk.numpy() for chunk in chunks)):
         count = sum(int(chunk.numel() - torch.isfinite(chunk).sum()) for chunk in chunks)
         raise ValueError(f"{owner.describe()} received {count} NaN or infinite value(s) in its {role}; clean or mask them before training.")
 

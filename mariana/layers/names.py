@@ -23,6 +23,7 @@ RESERVED_NAMES = {
     "training": "net.forward takes training= as an option, and torch keeps each module's train/eval flag under that name",
     "sampler": "DatasetMapper takes sampler= as an option, so data could not be mapped to it",
     "weights": "DatasetMapper takes weights= as an option, so data could not be mapped to it",
+    "copy_data": "DatasetMapper takes copy_data= as an option, so data could not be mapped to it",
 }
 _AUTO_NAME_COUNTERS: dict[str, Iterator[int]] = defaultdict(lambda: itertools.count(1))
 

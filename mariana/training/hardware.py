@@ -28,7 +28,7 @@ from mariana.devices import keep_on_device, resolve_device
 from mariana.execution import CostPlan, CostResult, TrainingPlan
 from mariana.network import Network
 from mariana.precision import Precision
-from mariana.training.streams import PreparedStream
+from mariana.training.streams import FileStream, PreparedStream
 
 
 class CompileWarning(UserWarning):
@@ -53,8 +53,11 @@ class Hardware:
         """Move the network (params, buffers, optimizer state) once; float64 for precision "64"."""
         net.to(device=self.device, dtype=torch.float64 if self.precision.name == "64" else None)
 
-    def prepare(self, plan: CostPlan, data: Any, classifiers: list[str]) -> PreparedStream:
-        """A stream on the device when it fits there, else in (pinned) host memory, moved batch by batch."""
+    def prepare(self, plan: CostPlan, data: Any, classifiers: list[str]) -> PreparedStream | FileStream:
+        """A stream on the device when it fits there, else in (pinned) host memory, moved batch by batch;
+        one with file-backed arrays is read from its files batch by batch."""
+        if getattr(data, "files", None):
+            return FileStream(plan, data, classifiers)
         stream = PreparedStream.prepare(plan, data, classifiers, to_device=False)
         if keep_on_device(stream.nbytes(), self.device):
             return stream.to(self.device)

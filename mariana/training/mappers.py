@@ -27,6 +27,7 @@ import torch
 
 from mariana.checks import is_int, refuse_masked
 from mariana.registry import Configurable, deserialize, serialize
+from mariana.training.file_data import FileRows, is_file_backed
 
 
 class Sampler(Configurable):
@@ -153,9 +154,17 @@ class DatasetMapper(Mapping):
     trained output names to per-sample weights (one non-negative number per
     sample): each sample's loss counts that much (Keras' ``sample_weight``;
     see ``mariana.costs.Cost.weighted``).
+
+    Memory-mapped arrays (``np.load(path, mmap_mode="r")``) stay on disk: the
+    Trainer reads each batch's rows from the file (``mariana.training.file_data``)
+    and the run directory records their path, size and sha256 instead of a
+    copy. In-memory arrays are copied into the run directory so ``resume(run_dir)``
+    alone works; ``copy_data=False`` skips that copy, and resuming then needs the
+    same data passed again (checked against its hash).
     """
 
-    def __init__(self, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None, **arrays: Any) -> None:
+    def __init__(self, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None, copy_data: bool = True,
+                 **arrays: Any) -> None:
         if not arrays:
             raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
         converted: dict[str, np.ndarray | torch.Tensor] = {}
@@ -181,9 +190,12 @@ class DatasetMapper(Mapping):
         if next(iter(lengths.values())) == 0:
             raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
         self._arrays = converted
+        self.files = {key: FileRows(value) for key, value in converted.items() if is_file_backed(value)}
+        self.copy_data = bool(copy_data)
         self.weights = _sample_weights(weights, len(self))
         self.sampler = as_sampler(sampler)
         self._hash: str | None = None
+        self._file_records: dict[str, dict] | None = None
 
     def __getitem__(self, key: str) -> np.ndarray | torch.Tensor:
         return self._arrays[key]
@@ -210,15 +222,31 @@ class DatasetMapper(Mapping):
         """sha256 over every key, dtype, shape and byte of data (cached)."""
         if self._hash is None:
             digest = hashlib.sha256()
-            for key, array in sorted(self.arrays().items()):
+            for key, array in sorted(self._memory_arrays().items()):
                 digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
                 digest.update(array.data)
+            for key, record in sorted(self.file_records().items()):  # file-backed: the file's own sha256, read in blocks
+                digest.update(f"{key}|file|{record['dtype']}|{record['shape']}|{record['offset']}|{record['sha256']}|".encode())
             self._hash = digest.hexdigest()
         return self._hash
 
+    def _memory_arrays(self) -> dict[str, np.ndarray]:
+        return {**{key: self.numpy(key) for key in self._arrays if key not in self.files},
+                **{f"{WEIGHTS}{key}": w for key, w in self.weights.items()}}
+
     def arrays(self) -> dict[str, np.ndarray]:
-        """Every array as numpy, for the run directory's copy of the data."""
-        return {**{key: self.numpy(key) for key in self._arrays}, **{f"{WEIGHTS}{key}": w for key, w in self.weights.items()}}
+        """The in-memory arrays as numpy, for the run directory's copy of the data (none with ``copy_data=False``)."""
+        return self._memory_arrays() if self.copy_data else {}
+
+    def file_records(self) -> dict[str, dict]:
+        """Path, size, sha256 and layout of each file-backed array (computed once)."""
+        if self._file_records is None:
+            self._file_records = {key: rows.describe() for key, rows in self.files.items()}
+        return self._file_records
+
+    def rows(self, key: str, indices: np.ndarray) -> np.ndarray:
+        """The rows ``indices`` of array ``key`` (read from its file when it is file-backed)."""
+        return self.files[key].take(indices) if key in self.files else self.numpy(key)[indices]
 
     def check_against(self, stream: str, inputs: list[str], targets: list[str], layers: list[str]) -> None:
         """``ValueError`` naming the key when this mapper does not fit the network's inputs/targets."""
@@ -245,9 +273,12 @@ class DatasetMapper(Mapping):
         """JSON summary kept in the run directory."""
         return {
             "length": len(self),
-            "arrays": {k: {"dtype": str(self.numpy(k).dtype), "shape": list(v.shape)} for k, v in self._arrays.items()},
+            "arrays": {k: {"dtype": str(self.numpy(k).dtype if isinstance(v, torch.Tensor) else v.dtype), "shape": list(v.shape)}
+                       for k, v in self._arrays.items()},
             "sampler": serialize(self.sampler),
             "weights": sorted(self.weights),
+            "files": self.file_records(),
+            "copied": self.copy_data,
             "sha256": self.content_hash(),
         }
 
@@ -256,6 +287,8 @@ class DatasetMapper(Mapping):
         """Rebuild a mapper from the run directory's copy and its description."""
         weights = {key[len(WEIGHTS):]: value for key, value in arrays.items() if key.startswith(WEIGHTS)}
         arrays = {key: value for key, value in arrays.items() if not key.startswith(WEIGHTS)}
+        for key, record in description.get("files", {}).items():
+            arrays[key] = FileRows.reopen(record, f"DatasetMapper {key!r}")
         mapper = cls(sampler=deserialize(description["sampler"], Sampler), weights=weights or None, **arrays)
         if mapper.content_hash() != description["sha256"]:
             raise ValueError(

@@ -35,7 +35,7 @@ from mariana.training.checkpoint import CheckpointWarning
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.recorders import Recorder
 from mariana.training.run_directory import RunDirectory
-from mariana.training.run_record import check_run_record
+from mariana.training.run_record import check_run_record, run_differences
 from mariana.training.stops import Stop
 
 
@@ -97,6 +97,36 @@ def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequen
     return ResumePoint(net=net, settings=settings, streams=streams, state=state, threads=threads)
 
 
+def read_continuation(directory: RunDirectory, current: dict, streams: dict[str, DatasetMapper]) -> tuple[dict, int]:
+    """For ``resume="auto"``: the latest checkpoint of the run in ``directory``, if it is this run.
+
+    ``current`` is ``{"network": ..., "trainer": ...}`` as the new Trainer would record
+    them; a run directory holding another configuration or other data is a ValueError
+    naming what differs. Returns the checkpoint's state and the thread count it used.
+    """
+    try:
+        run = directory.read_run()
+        CK.clean_run_directory(directory.path)
+        state = directory.load_checkpoint("latest")
+        check_run(state, run, directory)
+        recorded = {"network": run["network"], "trainer": {k: v for k, v in run["trainer"].items() if k != "streams"}}
+        recorded_streams = run["trainer"]["streams"]
+    except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, SafetensorError) as error:
+        raise ValueError(f"{str(directory.path)!r} holds a run Mariana cannot continue: its files are damaged or were edited "
+                         f"({type(error).__name__}: {error}).") from None
+    differences = run_differences(recorded, current)
+    if differences:
+        shown = ", ".join(differences[:8]) + (", ..." if len(differences) > 8 else "")
+        raise ValueError(f"resume='auto': run_dir {str(directory.path)!r} holds a different run (differs in {shown}); "
+                         f"it cannot be continued with these settings. Choose another run_dir, or restore the settings.")
+    if set(recorded_streams) != set(streams):
+        raise ValueError(f"resume='auto': the run in {str(directory.path)!r} had streams {sorted(recorded_streams)}, "
+                         f"but received {sorted(streams)}.")
+    for name, mapper in streams.items():
+        check_stream(name, mapper, recorded_streams[name])
+    return state, check_environment(state["environment"])
+
+
 def check_run(state: dict, run: dict, directory: RunDirectory) -> None:
     """Refuse a run.json that is not the one the checkpoint was written under, naming each changed field."""
     if "run" not in state:
@@ -115,19 +145,25 @@ def _streams(directory: RunDirectory, recorded: dict[str, dict], given: dict[str
         mapper = as_mapper(given.get(name), name)
         if mapper is None:
             mapper = directory.load_data(name, info)
-        elif mapper.content_hash() != info["sha256"]:
-            raise ValueError(
-                f"Trainer.resume: the {name} data passed does not match the run's: expected sha256 {info['sha256']}, "
-                f"but received data hashing to {mapper.content_hash()}. Pass the same data, or none to use the run's copy."
-            )
-        elif serialize(mapper.sampler) != info["sampler"]:
-            raise ValueError(
-                f"Trainer.resume: the {name} data passed uses sampler {serialize(mapper.sampler)}, but the run used "
-                f"{info['sampler']}; the rest of the run could not be the same. Pass a mapper with the run's sampler, "
-                f"or no data to use the run's copy."
-            )
+        else:
+            check_stream(name, mapper, info)
         streams[name] = mapper
     return streams
+
+
+def check_stream(name: str, mapper: DatasetMapper, info: dict) -> None:
+    """``ValueError`` unless ``mapper`` holds the data (sha256) and the sampler the run recorded for stream ``name``."""
+    if mapper.content_hash() != info["sha256"]:
+        raise ValueError(
+            f"Trainer.resume: the {name} data passed does not match the run's: expected sha256 {info['sha256']}, "
+            f"but received data hashing to {mapper.content_hash()}. Pass the same data, or none to use the run's copy."
+        )
+    if serialize(mapper.sampler) != info["sampler"]:
+        raise ValueError(
+            f"Trainer.resume: the {name} data passed uses sampler {serialize(mapper.sampler)}, but the run used "
+            f"{info['sampler']}; the rest of the run could not be the same. Pass a mapper with the run's sampler, "
+            f"or no data to use the run's copy."
+        )
 
 
 def confine_recorder_paths(recorders: Sequence[Recorder], run_dir: Path) -> None:

@@ -114,7 +114,10 @@ class RunDirectory:
         return CK.read_json(self.run_file)
 
     def load_data(self, stream: str, info: dict) -> DatasetMapper:
-        """The run's own copy of ``stream``'s data, as a mapper with the recorded sampler."""
+        """The run's own copy of ``stream``'s data (and the files it read), as a mapper with the recorded sampler."""
+        if not info.get("copied", True):
+            raise ValueError(f"The run in {str(self.path)!r} did not copy its {stream} data (copy_data=False): "
+                             f"pass the same data again to resume, e.g. Trainer.resume(run_dir, {stream}=...).")
         arrays = safetensors.numpy.load_file(str(self.path / "data" / f"{stream}.safetensors"))
         return DatasetMapper.from_arrays(arrays, info)
 

@@ -10,10 +10,12 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 
 from mariana.execution import CostPlan
@@ -35,7 +37,8 @@ class PreparedStream:
     weights: Tensors  #: per-sample weights of the outputs that have them
 
     @classmethod
-    def prepare(cls, plan: CostPlan, data: Mapping[str, Any], classifiers: Sequence[str], to_device: bool = True) -> PreparedStream:
+    def prepare(cls, plan: CostPlan, data: Mapping[str, Any], classifiers: Sequence[str], to_device: bool = True,
+                weights: Tensors | None = None) -> PreparedStream:
         """Check and convert ``data`` once (shapes, dtypes, ids, finite values), on the plan's device (or the host)."""
         feeds, targets = plan.prepare(dict(data), to_device=to_device)
         class_ids = {}
@@ -43,7 +46,8 @@ class PreparedStream:
             ids = targets[output]
             class_ids[output] = ids.argmax(dim=-1) if ids.is_floating_point() else ids
         device = plan.forward.device if to_device else torch.device("cpu")
-        weights = {name: torch.from_numpy(w).to(device) for name, w in getattr(data, "weights", {}).items()}
+        if weights is None:
+            weights = {name: torch.from_numpy(w).to(device) for name, w in getattr(data, "weights", {}).items()}
         return cls(feeds, targets, class_ids, weights)
 
     def __len__(self) -> int:
@@ -108,3 +112,43 @@ def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], cla
                 sums.add(name, result.losses[name], len(part), result.logits[name],
                          None if ids is None else ids.to(result.logits[name].device, non_blocking=True), result.counts.get(name))
     return sums.means()
+
+
+class FileStream:
+    """A stream whose arrays include file-backed ones: each batch is read, checked and converted when needed.
+
+    It offers what the Trainer uses of a :class:`PreparedStream` (``len``, ``device``,
+    ``rows``, ``in_order``), on the host; the next batch of an epoch is prepared on a
+    background thread while the current one trains.
+    """
+
+    def __init__(self, plan: CostPlan, mapper: Any, classifiers: Sequence[str]) -> None:
+        self.plan, self.mapper, self.classifiers = plan, mapper, list(classifiers)
+        self.device = torch.device("cpu")
+        self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-prefetch")
+
+    def __len__(self) -> int:
+        return len(self.mapper)
+
+    def batch(self, indices: np.ndarray) -> PreparedStream:
+        """The rows ``indices``, read and prepared like a whole in-memory stream would be."""
+        data = {key: self.mapper.rows(key, indices) for key in self.mapper}
+        weights = {name: torch.from_numpy(w[indices]) for name, w in self.mapper.weights.items()}
+        return PreparedStream.prepare(self.plan, data, self.classifiers, to_device=False, weights=weights)
+
+    def rows(self, low: int, high: int) -> PreparedStream:
+        return self.batch(np.arange(low, high))
+
+    def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
+        indices = order.cpu().numpy()
+        pending: dict[tuple[int, int], concurrent.futures.Future] = {}
+
+        def rows(low: int, high: int) -> PreparedStream:
+            job = pending.pop((low, high), None)
+            batch = job.result() if job is not None else self.batch(indices[low:high])
+            if high < len(indices):  # read the next batch while this one trains
+                following = (high, min(high + (high - low), len(indices)))
+                pending[following] = self._prefetch.submit(self.batch, indices[following[0]:following[1]])
+            return batch
+
+        return rows

@@ -38,7 +38,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -54,23 +53,24 @@ from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
 from mariana.training.averaging import WeightAverage, check_decay
-from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, load_states, states
+from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, states
 from mariana.training.hardware import Hardware
 from mariana.training.history import History
 from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
 from mariana.training.recorders import ProgressBar, Recorder
-from mariana.training.resume import read_resume_point, torch_threads
+from mariana.training.resume import read_continuation, read_resume_point, torch_threads
 from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
 from mariana.training.stops import Stop
-from mariana.training.streams import PreparedStream, evaluate
+from mariana.training.streams import FileStream, PreparedStream, evaluate
+from mariana.training.trainer_state import ResumableState
 
 ORDERS = ("simultaneous", "sequential", "random")
 STREAMS = ("train", "valid", "test")
 
 
-class Trainer:
+class Trainer(ResumableState):
     """Trains ``outputs`` of ``net``; see the module docstring.
 
     ``order`` (several outputs): "simultaneous" steps on the sum of their
@@ -81,6 +81,14 @@ class Trainer:
     only the first, emergency and final ones); the last ``keep_checkpoints``
     and the best (by ``best=(stream, output, metric)``, default: the first
     EarlyStopping's, else valid then train loss of the first output) are kept.
+
+    ``accumulate=k``: one optimizer step every k batches (the step of a batch k
+    times as large). ``ema=decay``: a moving average of the weights evaluates
+    the valid/test streams and becomes the network's weights at the end.
+    ``device``, ``precision`` and ``compile``: see :mod:`mariana.training.hardware`.
+    ``resume="auto"``: when ``run_dir`` holds an unfinished run of the same
+    network, settings and data, ``start`` continues it (so rerunning a killed
+    job's command carries on); ``False`` (default) refuses a used run_dir.
     """
 
     def __init__(self, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,
@@ -89,7 +97,7 @@ class Trainer:
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
                  best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None, device: Any = "auto",
-                 precision: Any = "32", compile: bool = False) -> None:
+                 precision: Any = "32", compile: bool = False, resume: Any = False) -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
@@ -98,6 +106,7 @@ class Trainer:
         self.eval_batch_size = int_at_least(eval_batch_size, 1, "Trainer: eval_batch_size")
         self.checkpoint_every = int_at_least(checkpoint_every, 0, "Trainer: checkpoint_every (epochs)")
         self.order, self.seed = one_of(order, ORDERS, "Trainer: order"), seed_or_none(seed, "Trainer: seed")
+        self.resume_mode = one_of(resume, (False, "auto"), "Trainer: resume")
         self.stops = checked_list(stops, Stop, "stops", "mariana.training.stops",
                                   empty="Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end.")
         self.recorders = checked_list(recorders if recorders is not None else [ProgressBar()], Recorder, "recorders",
@@ -134,7 +143,7 @@ class Trainer:
         # Set up by start/resume.
         self._started = False
         self._streams: dict[str, DatasetMapper] = {}
-        self._prepared: dict[str, PreparedStream] = {}
+        self._prepared: dict[str, PreparedStream | FileStream] = {}
         self._eval_plan: CostPlan | None = None
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
         self._step_recorders: list[Recorder] = []
@@ -152,16 +161,19 @@ class Trainer:
         """Train until a stop fires; returns the history (also kept as ``trainer.history``)."""
         if self._started:
             raise RuntimeError("This Trainer has already run; create a new Trainer (or Trainer.resume(run_dir)) to train again.")
-        if self.run_directory is not None and self.run_directory.holds_run():  # one killed before its first checkpoint may be reused
+        continuing = self.run_directory is not None and self.run_directory.holds_run()  # killed before a checkpoint: reused
+        if continuing and self.resume_mode != "auto":
             raise ValueError(
                 f"run_dir {str(self.run_dir)!r} already holds a run. Resume it with Trainer.resume({str(self.run_dir)!r}) "
-                f"(mariana resume {self.run_dir}) or choose a new run_dir."
+                f"(mariana resume {self.run_dir}), pass resume='auto' to continue it, or choose a new run_dir."
             )
         streams = {name: as_mapper(data, name) for name, data in (("train", train), ("valid", valid), ("test", test))}
         if streams["train"] is None:
             raise ValueError("Trainer.start: the train stream is required.")
         self._setup({k: v for k, v in streams.items() if v is not None})
         self._started = True
+        if continuing:
+            return self._continue()
         if self.seed is not None:
             seed_everything(self.seed)
         self._streams["train"].sampler.start()
@@ -190,12 +202,26 @@ class Trainer:
         trainer = cls(point.net, run_dir=run_dir, **point.settings)
         trainer._setup(point.streams)
         trainer._started = True
-        trainer.load_state_dict(point.state)
-        point.net.record("training", phase="resume", epoch=trainer.epoch + 1, step=trainer.position_step, run_dir=str(run_dir))
-        if trainer.stop_reason is None:
-            with torch_threads(point.threads):
-                trainer._run(resumed=True)
+        trainer._carry_on(point.state, point.threads)
         return trainer
+
+    def _continue(self) -> History:
+        """resume="auto": carry on the unfinished run in run_dir (or return a finished one's history)."""
+        current = {"network": self.net.get_config(), "trainer": self._config()}
+        state, threads = read_continuation(self.run_directory, current, self._streams)
+        self.net.module.load_state_dict(state["weights"])
+        self.net.load_optimizer_state_dict(state["optimizer"], replace=True)
+        self.net.log[:] = state["log"]
+        return self._carry_on(state, threads)
+
+    def _carry_on(self, state: dict, threads: int) -> History:
+        """Continue from a checkpoint's ``state`` with the thread count the run used (a finished run: nothing to do)."""
+        self.load_state_dict(state)
+        self.net.record("training", phase="resume", epoch=self.epoch + 1, step=self.position_step, run_dir=str(self.run_dir))
+        if self.stop_reason is None:
+            with torch_threads(threads):
+                self._run(resumed=True)
+        return self.history
 
     def describe(self) -> dict:
         """The run's settings as JSON (kept in the generation log and file headers)."""
@@ -369,56 +395,6 @@ class Trainer:
         return self._elapsed_before + time.perf_counter() - self._session_start
 
     # -- state and checkpoints ------------------------------------------------------------
-    def state_dict(self, reason: str = "") -> dict:
-        """Everything a resumed run needs, at the current step boundary (tensors are not copied)."""
-        pending = self._pending_end
-        rng = CK.capture_rng()
-        if self._in_step:
-            # The step that failed may have drawn random numbers; the boundary is before it.
-            rng["torch"] = self._rng_before_step
-        return {
-            "reason": reason, "epoch": self.epoch, "step": self.position_step,
-            "phase": "epoch_end" if pending is not None else "steps",
-            "order": None if self.epoch_order is None else torch.from_numpy(self.epoch_order.copy()),
-            **self.sums.state_dict(),
-            "elapsed": self._elapsed(),
-            "history": self.history[:pending["history"]] if pending is not None else self.history,
-            "stop_reason": self.stop_reason, "best_value": self._best_value.value, "rng": rng,
-            "sampler": self._streams["train"].sampler.state_dict(),
-            "order_rng": self._order_rng.bit_generator.state,
-            "stops": pending["stops"] if pending is not None else states(self.stops),
-            "recorders": pending["recorders"] if pending is not None else states(self.recorders),
-            "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
-            "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
-            "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
-            "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last."""
-        self.history = History(state["history"], stop_reason=state["stop_reason"])
-        self.position_step = state["step"]
-        self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
-        self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
-                             if state["phase"] == "epoch_end" else None)
-        self.sums.load_state_dict(state)
-        self.hardware.load_state_dict(state.get("hardware", {}))
-        if self.average is not None and state.get("ema") is not None:
-            self.average.load_state_dict(state["ema"])
-        parameters = dict(self.net.module.named_parameters())
-        for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
-            parameters[name].grad = gradient.to(parameters[name].device)
-        self._elapsed_before = state["elapsed"]
-        self.stop_reason = state["stop_reason"]
-        self._best_value.value = state["best_value"]
-        self._streams["train"].sampler.load_state_dict(state["sampler"])
-        bit_generator = np.random.PCG64()
-        bit_generator.state = state["order_rng"]
-        self._order_rng = np.random.Generator(bit_generator)
-        load_states(self.stops, state["stops"])
-        load_states(self.recorders, state["recorders"])
-        CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
-
     def _checkpoint(self, reason: str, best: bool = False) -> None:
         self.run_directory.save_checkpoint(self.state_dict(reason), self.epoch, self.position_step, best)
 
@@ -438,6 +414,6 @@ class Trainer:
         config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
         config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
                       checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
-                      device=str(self.device), precision=self.precision, compile=self.compile,
+                      device=str(self.device), precision=self.precision, compile=self.compile, resume=self.resume_mode,
                       recorders=[describe_object(r) for r in self.recorders])
         return config

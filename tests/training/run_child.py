@@ -7,6 +7,8 @@ same network on the same data (an ``.npz`` written by :func:`save_data`) as
 * ``signal NAME EPOCH STEP``: send signal NAME to itself after that step (STEP 0: the epoch's last);
 * ``raise EPOCH STEP``: a recorder raises RuntimeError after that step;
 * ``sigkill-write N``: SIGKILL itself while fsyncing the N-th checkpoint file (mid-write);
+* ``auto``: train with ``resume="auto"`` and a short sleep per step (the test kills it from outside
+  and reruns the same command);
 * ``plain``: train without interruption.
 """
 
@@ -69,11 +71,24 @@ def data(path):
     return train, valid
 
 
-def make_trainer(run_dir=None, extra=()):
+@mar.register
+class Sleepy(recorders.Recorder):
+    """Sleeps after every step, so a test has time to kill the process mid-run."""
+
+    hyperparameters = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step(self, trainer, step, steps):
+        time.sleep(self.seconds)
+
+
+def make_trainer(run_dir=None, extra=(), **options):
     mar.seed(0)
     net = build_mlp((64,), 10, hidden=32)  # dropout: the run draws from torch's global RNG every step
     return Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
-                   recorders=[*([recorders.CSV("log.csv")] if run_dir else []), *extra], run_dir=run_dir, seed=7)
+                   recorders=[*([recorders.CSV("log.csv")] if run_dir else []), *extra], run_dir=run_dir, seed=7, **options)
 
 
 def main(argv):
@@ -106,8 +121,13 @@ def main(argv):
             real_epoch(self)
 
         Trainer._train_epoch = train_epoch
+    options = {}
+    if mode == "auto":
+        extra, options = [Sleepy(float(args[0]))], {"resume": "auto"}
     train, valid = data(data_path)
-    make_trainer(run_dir, extra).start(train, valid=valid)
+    trainer = make_trainer(run_dir, extra, **options)
+    trainer.start(train, valid=valid)
+    torch.save(trainer.net.state_dict(), os.path.join(run_dir, "final_weights.pt"))  # for the test to compare
 
 
 if __name__ == "__main__":

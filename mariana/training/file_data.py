@@ -1,0 +1,90 @@
+"""Data read from files batch by batch: memory-mapped numpy arrays, without mapping them into memory.
+
+``np.load(path, mmap_mode="r")`` gives a ``np.memmap``; a ``DatasetMapper``
+that holds one keeps it file-backed: the Trainer reads the rows of each batch
+with ``os.pread`` (so the pages stay in the OS cache, not in the process's
+memory), checks and converts only that batch, and prepares the next batch on
+a background thread while the current one trains. The run directory records
+such an array by path, size and sha256 instead of copying it.
+
+Example:
+    >>> import os, tempfile, numpy as np
+    >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+    >>> np.save(path, np.arange(12, dtype=np.float32).reshape(6, 2))
+    >>> rows = FileRows(np.load(path, mmap_mode="r"))
+    >>> rows.take(np.array([4, 0])).tolist(), rows.describe()["size"]
+    ([[8.0, 9.0], [0.0, 1.0]], 176)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def is_file_backed(array: object) -> bool:
+    """A ``np.memmap`` over a named file (what ``np.load(..., mmap_mode="r")`` returns)."""
+    return isinstance(array, np.memmap) and getattr(array, "filename", None) is not None and array.flags.c_contiguous
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FileRows:
+    """Rows of a C-contiguous memory-mapped array, read from its file on demand."""
+
+    def __init__(self, array: np.memmap) -> None:
+        self.path = Path(array.filename).resolve()
+        self.offset = int(array.offset)
+        self.dtype, self.shape = array.dtype, tuple(array.shape)
+        self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """The rows at ``indices`` (any order), as a new in-memory array."""
+        out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
+        buffer = out.reshape(len(indices), -1).view(np.uint8)
+        descriptor = os.open(self.path, os.O_RDONLY)
+        try:
+            if len(indices) and np.all(np.diff(indices) == 1):  # a contiguous run: one read
+                buffer[:] = np.frombuffer(self._read(descriptor, int(indices[0]), len(indices)), np.uint8).reshape(buffer.shape)
+            else:
+                for position, index in enumerate(indices):
+                    buffer[position] = np.frombuffer(self._read(descriptor, int(index), 1), np.uint8)
+        finally:
+            os.close(descriptor)
+        return out
+
+    def _read(self, descriptor: int, first: int, count: int) -> bytes:
+        size = count * self.row_bytes
+        data = os.pread(descriptor, size, self.offset + first * self.row_bytes)
+        if len(data) != size:
+            raise ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
+        return data
+
+    def describe(self) -> dict:
+        """What the run directory records instead of a copy: path, size, sha256 and the array's layout."""
+        return {"path": str(self.path), "size": self.path.stat().st_size, "sha256": file_sha256(self.path),
+                "offset": self.offset, "dtype": self.dtype.str, "shape": list(self.shape)}
+
+    @staticmethod
+    def reopen(record: dict, what: str) -> np.memmap:
+        """The memory-mapped array a :meth:`describe` record names, once its size and sha256 still match."""
+        path = Path(record["path"])
+        if not path.is_file():
+            raise ValueError(f"{what}: the run read {str(path)!r}, which no longer exists; put the file back to resume.")
+        if path.stat().st_size != record["size"] or file_sha256(path) != record["sha256"]:
+            raise ValueError(f"{what}: {str(path)!r} is not the file the run read (its size or sha256 changed); "
+                             f"restore it, or start a new run.")
+        return np.memmap(path, dtype=np.dtype(record["dtype"]), mode="r", offset=record["offset"], shape=tuple(record["shape"]))

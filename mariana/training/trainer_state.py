@@ -1,0 +1,79 @@
+"""The Trainer's state at a step boundary: what a checkpoint holds, and how a run continues from it.
+
+A mixin of :class:`mariana.training.Trainer`: ``state_dict()`` gathers the
+position in the run (epoch, step, this epoch's order), the running sums, the
+history, the random states (Python, NumPy, torch, the samplers), the stops'
+and recorders' states, the weights, the optimizer state, the moving average,
+the gradient scaler and, mid-accumulation, the pending gradients;
+``load_state_dict()`` puts them back, random states last. Together they make
+a resumed run bit-identical to one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from mariana.training import checkpoint as CK
+from mariana.training.callbacks import load_states, states
+from mariana.training.history import History
+
+if TYPE_CHECKING:
+    from mariana.training.trainer import Trainer
+
+
+class ResumableState:
+    """``state_dict``/``load_state_dict`` for the Trainer (see the module docstring)."""
+
+    def state_dict(self: Trainer, reason: str = "") -> dict:
+        """Everything a resumed run needs, at the current step boundary (tensors are not copied)."""
+        pending = self._pending_end
+        rng = CK.capture_rng()
+        if self._in_step:
+            # The step that failed may have drawn random numbers; the boundary is before it.
+            rng["torch"] = self._rng_before_step
+        return {
+            "reason": reason, "epoch": self.epoch, "step": self.position_step,
+            "phase": "epoch_end" if pending is not None else "steps",
+            "order": None if self.epoch_order is None else torch.from_numpy(self.epoch_order.copy()),
+            **self.sums.state_dict(),
+            "elapsed": self._elapsed(),
+            "history": self.history[:pending["history"]] if pending is not None else self.history,
+            "stop_reason": self.stop_reason, "best_value": self._best_value.value, "rng": rng,
+            "sampler": self._streams["train"].sampler.state_dict(),
+            "order_rng": self._order_rng.bit_generator.state,
+            "stops": pending["stops"] if pending is not None else states(self.stops),
+            "recorders": pending["recorders"] if pending is not None else states(self.recorders),
+            "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
+            "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
+            "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
+            "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
+        }
+
+    def load_state_dict(self: Trainer, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last."""
+        self.history = History(state["history"], stop_reason=state["stop_reason"])
+        self.position_step = state["step"]
+        self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
+        self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
+                             if state["phase"] == "epoch_end" else None)
+        self.sums.load_state_dict(state)
+        self.hardware.load_state_dict(state.get("hardware", {}))
+        if self.average is not None and state.get("ema") is not None:
+            self.average.load_state_dict(state["ema"])
+        parameters = dict(self.net.module.named_parameters())
+        for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
+            parameters[name].grad = gradient.to(parameters[name].device)
+        self._elapsed_before = state["elapsed"]
+        self.stop_reason = state["stop_reason"]
+        self._best_value.value = state["best_value"]
+        self._streams["train"].sampler.load_state_dict(state["sampler"])
+        bit_generator = np.random.PCG64()
+        bit_generator.state = state["order_rng"]
+        self._order_rng = np.random.Generator(bit_generator)
+        load_states(self.stops, state["stops"])
+        load_states(self.recorders, state["recorders"])
+        CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
