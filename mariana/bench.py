@@ -37,7 +37,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import numpy as np
 import torch
@@ -387,15 +387,19 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (argparse also prints the usage) and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """``python benchmarks/step_overhead.py [options of mariana bench]``: the same as ``mariana bench``."""
-    from mariana.cli import _fail, _Parser
-
-    parser = _Parser(prog="step_overhead.py", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog="step_overhead.py", description=__doc__.splitlines()[0])
     add_arguments(parser, at_least(1))
     args = parser.parse_args(argv)
     try:
         command(args)
     except CommandError as error:
-        _fail("bench", str(error))
-        sys.exit(2)
+        parser.exit(2, f"{parser.prog}: {' '.join(str(error).splitlines())}\n")
