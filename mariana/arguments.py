@@ -29,3 +29,14 @@ def at_least(minimum: int) -> Callable[[str], int]:
 
     convert.__name__ = f"int >= {minimum}"
     return convert
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argparse parser whose errors are one line (argparse would print the usage too) and exit status 2."""
+
+    def error(self, message: str) -> None:
+        self.exit(2, self.format_line(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+
+    def format_line(self, text: str) -> str:
+        """The error line as printed (the CLI escapes control characters here)."""
+        return text

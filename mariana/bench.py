@@ -37,14 +37,14 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, NoReturn, TextIO
+from typing import Any, TextIO
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mariana.arguments import CommandError, at_least
+from mariana.arguments import CommandError, OneLineParser, at_least
 
 #: ``--models`` choices: name in the table, Mariana builder, PyTorch builder, input shape (batch axis excluded).
 MODELS = ("mlp", "cnn")
@@ -385,13 +385,6 @@ def command(args: argparse.Namespace) -> int:
     run(args.steps, args.repeats, args.numpy, batch_size=args.batch_size, device=args.device, models=args.models,
         precisions=args.precisions)
     return 0
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argparse parser whose errors are one line (argparse also prints the usage) and exit status 2."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

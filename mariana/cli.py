@@ -25,13 +25,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from mariana.arguments import CommandError, at_least
+from mariana.arguments import CommandError, OneLineParser, at_least
 from mariana.report.log import printable
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints the usage too: keep it to one line
-        self.exit(2, printable(f"{self.prog}: error: {message} (see {self.prog} --help)") + "\n")
+class _Parser(OneLineParser):
+    def format_line(self, text: str) -> str:
+        return printable(text)
 
 
 def _say(text: str) -> None:
@@ -158,10 +158,9 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from mariana.bench import run
+    from mariana.bench import command
 
-    run(args.steps, args.repeats, args.numpy)
-    return 0
+    return command(args)
 
 
 def build_parser() -> argparse.ArgumentParser:

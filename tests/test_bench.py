@@ -66,8 +66,6 @@ def test_the_command_line_prints_the_table(no_optional, capsys):
     assert sorted(table_lines(capsys.readouterr().out)) == ["CNN bf16", "CNN fp32", "MLP bf16", "MLP fp32"]
 
 
-@pytest.mark.xfail(strict=True, reason="mariana/cli.py's _bench passes only steps, repeats and numpy to bench.run; "
-                                       "it should `return command(args)` (mariana.bench.command)")
 def test_the_command_line_passes_every_option(no_optional, capsys):
     assert cli.main(["bench", "--steps", "1", "--repeats", "1", "--batch-size", "3", "--models", "mlp", "--precisions", "bf16"]) == 0
     out = capsys.readouterr().out
