@@ -149,6 +149,9 @@ class ForwardPlan:
                 activate=not isinstance(layer.activation, Pass) and layer.name not in logits_only,
             )
             for layer in self.layers
+            # An Input with nothing to apply passes its feed through: its value is already there.
+            if not (layer.is_input and not layer.decorators and isinstance(layer.activation, Pass)
+                    and layer.name not in keep_pre and layer.name not in clean)
         ]
         # Data checks (ids, lengths) run once per call on the incoming data, before anything runs or moves.
         self.feed_checks = [

@@ -80,6 +80,8 @@ class PreparedStream:
         each batch is a view); a larger one is gathered batch by batch, so an
         epoch never holds a second copy of big data.
         """
+        if bool((order == torch.arange(len(order), device=order.device)).all()):  # a sequential sampler: no gather
+            return self.rows
         if self.nbytes() <= GATHER_ONCE_BYTES:
             return self.reordered(order).rows
         return lambda low, high: self.reordered(order[low:high])
@@ -90,9 +92,12 @@ class PreparedStream:
                                 for part in (self.feeds, self.targets, self.class_ids, self.weights)))
 
     def rows(self, low: int, high: int) -> PreparedStream:
-        """Rows ``low:high`` (views, no copy)."""
-        return PreparedStream(*({key: value[low:high] for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
+        """Rows ``low:high`` (views, no copy). Called every step: kept to plain dict building."""
+        rows = slice(low, high)
+        return PreparedStream({key: value[rows] for key, value in self.feeds.items()},
+                              {key: value[rows] for key, value in self.targets.items()},
+                              {key: value[rows] for key, value in self.class_ids.items()} if self.class_ids else {},
+                              {key: value[rows] for key, value in self.weights.items()} if self.weights else {})
 
 
 def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], classifiers: Sequence[str],
