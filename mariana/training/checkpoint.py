@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
-from mariana.files import atomic_write, remove_stale_temps
+from mariana.files import atomic_write, file_sha256, remove_stale_temps
 from mariana.training.run_record import short_json
 
 FORMAT_VERSION = 1
@@ -167,14 +167,6 @@ def environment() -> dict:
         "numpy": np.__version__,
         "threads": torch.get_num_threads(),
     }
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class CheckpointWarning(UserWarning):

@@ -18,25 +18,17 @@ Example:
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
 
+from mariana.files import file_sha256
+
 
 def is_file_backed(array: object) -> bool:
     """A ``np.memmap`` over a named file (what ``np.load(..., mmap_mode="r")`` returns)."""
     return isinstance(array, np.memmap) and getattr(array, "filename", None) is not None and array.flags.c_contiguous
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """The sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class FileRows:
