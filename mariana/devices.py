@@ -42,7 +42,9 @@ def resolve_device(spec: Any) -> torch.device:
     if not isinstance(spec, str):
         raise TypeError(f"device must be a str such as 'auto' or 'cuda:0', or a torch.device, but received {type(spec).__name__}.")
     if spec == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("mps") if mps_available() else torch.device("cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda", torch.cuda.current_device())  # indexed: tensors report cuda:0, never bare cuda
+        return torch.device("mps") if mps_available() else torch.device("cpu")
     if spec == "cpu":
         return torch.device("cpu")
     if spec == "mps":
@@ -55,7 +57,7 @@ def resolve_device(spec: Any) -> torch.device:
     if not torch.cuda.is_available():
         raise ValueError(f"device={spec!r} needs CUDA, which this machine does not have (torch {torch.__version__}); "
                          f"use device='auto' or 'cpu'.")
-    index = int(match.group(1) or 0)
+    index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
         raise ValueError(f"device={spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0.")
     return torch.device("cuda", index)

@@ -32,6 +32,9 @@ class Schedule(Configurable):
     def observe(self, entry: dict) -> None:
         """Called by the Trainer with each epoch's history entry (see ReduceLROnPlateau); default: nothing."""
 
+    def check(self, streams: list[str]) -> None:
+        """Raise ``ValueError`` if this schedule cannot follow a run with these streams; default: nothing to check."""
+
     def state_dict(self) -> dict:
         return {}
 
@@ -115,6 +118,11 @@ class ReduceLROnPlateau(Schedule):
         self.factor_by, self.patience = float(factor), int_at_least(patience, 0, "ReduceLROnPlateau: patience")
         self.threshold, self.min_factor = float(threshold), float(min_factor)
         self.current, self.best, self.bad_epochs = 1.0, None, 0
+
+    def check(self, streams: list[str]) -> None:
+        if self.stream not in streams:
+            raise ValueError(f"ReduceLROnPlateau follows the {self.stream!r} stream, but the run has {streams}; "
+                             f"pass {self.stream}=... to the Trainer, or ReduceLROnPlateau(stream='train').")
 
     def get_config(self) -> dict:
         return {**super().get_config(), "factor": self.factor_by}  # `factor` names the method every schedule has

@@ -108,7 +108,8 @@ def test_a_device_that_is_not_here_is_one_line_and_exit_2(capsys, device, messag
 
 def test_auto_picks_cuda_when_present(monkeypatch):
     monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: True)
-    assert bench.resolve_device("auto") == "cuda"
+    monkeypatch.setattr(bench.torch.cuda, "current_device", lambda: 0)
+    assert bench.resolve_device("auto") == "cuda:0"
     monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
     assert bench.resolve_device("auto") in ("cpu", "mps")
 

@@ -31,12 +31,21 @@ def is_file_backed(array: object) -> bool:
     return isinstance(array, np.memmap) and getattr(array, "filename", None) is not None and array.flags.c_contiguous
 
 
+def file_offset(array: np.memmap) -> int:
+    """Where ``array``'s first byte lies in its file. A slice of a memmap (``m[6:]``) keeps its parent's
+    ``offset`` attribute, so the distance from the mapped array it was cut from is added."""
+    root = array
+    while isinstance(root.base, np.memmap):
+        root = root.base
+    return int(root.offset) + array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
+
+
 class FileRows:
     """Rows of a C-contiguous memory-mapped array, read from its file on demand."""
 
     def __init__(self, array: np.memmap) -> None:
         self.path = Path(array.filename).resolve()
-        self.offset = int(array.offset)
+        self.offset = file_offset(array)
         self.dtype, self.shape = array.dtype, tuple(array.shape)
         self.row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
 

@@ -109,12 +109,12 @@ def read_continuation(directory: RunDirectory, current: dict, streams: dict[str,
         CK.clean_run_directory(directory.path)
         state = directory.load_checkpoint("latest")
         check_run(state, run, directory)
-        recorded = {"network": run["network"], "trainer": {k: v for k, v in run["trainer"].items() if k != "streams"}}
+        recorded = {"network": run["network"], "trainer": run["trainer"]}
         recorded_streams = run["trainer"]["streams"]
     except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, SafetensorError) as error:
         raise ValueError(f"{str(directory.path)!r} holds a run Mariana cannot continue: its files are damaged or were edited "
                          f"({type(error).__name__}: {error}).") from None
-    differences = run_differences(recorded, current)
+    differences = run_differences(_what_decides(recorded), _what_decides(current))
     if differences:
         shown = ", ".join(differences[:8]) + (", ..." if len(differences) > 8 else "")
         raise ValueError(f"resume='auto': run_dir {str(directory.path)!r} holds a different run (differs in {shown}); "
@@ -149,6 +149,14 @@ def _streams(directory: RunDirectory, recorded: dict[str, dict], given: dict[str
             check_stream(name, mapper, info)
         streams[name] = mapper
     return streams
+
+
+#: Trainer settings that change how a run is watched or kept, not what it computes: a rerun may change them.
+RERUN_MAY_CHANGE = ("streams", "resume", "recorders", "save_if_murdered", "keep_checkpoints", "checkpoint_every", "notes", "device")
+
+
+def _what_decides(run: dict) -> dict:
+    return {"network": run["network"], "trainer": {k: v for k, v in run["trainer"].items() if k not in RERUN_MAY_CHANGE}}
 
 
 def check_stream(name: str, mapper: DatasetMapper, info: dict) -> None:

@@ -130,7 +130,7 @@ class FileStream:
     def __init__(self, plan: CostPlan, mapper: Any, classifiers: Sequence[str]) -> None:
         self.plan, self.mapper, self.classifiers = plan, mapper, list(classifiers)
         self.device = torch.device("cpu")
-        self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-prefetch")
+        self._prefetch: concurrent.futures.ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.mapper)
@@ -152,8 +152,16 @@ class FileStream:
             job = pending.pop((low, high), None)
             batch = job.result() if job is not None else self.batch(indices[low:high])
             if high < len(indices):  # read the next batch while this one trains
+                if self._prefetch is None:
+                    self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-prefetch")
                 following = (high, min(high + (high - low), len(indices)))
                 pending[following] = self._prefetch.submit(self.batch, indices[following[0]:following[1]])
             return batch
 
         return rows
+
+    def close(self) -> None:
+        """Stop the prefetch thread (the Trainer calls it when a session ends; a later epoch starts a new one)."""
+        if self._prefetch is not None:
+            self._prefetch.shutdown(wait=True, cancel_futures=True)
+            self._prefetch = None

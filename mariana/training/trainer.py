@@ -148,7 +148,7 @@ class Trainer(ResumableState):
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
         self._step_recorders: list[Recorder] = []
         self._in_step = False
-        self._rng_before_step: torch.Tensor | None = None
+        self._rng_before_step: tuple[torch.Tensor, list | None] | None = None  # CPU state, and CUDA's on a GPU
         self._emergency_written = False
 
     # -- public API ---------------------------------------------------------------------
@@ -216,7 +216,11 @@ class Trainer(ResumableState):
 
     def _carry_on(self, state: dict, threads: int) -> History:
         """Continue from a checkpoint's ``state`` with the thread count the run used (a finished run: nothing to do)."""
-        self.load_state_dict(state)
+        try:
+            self.load_state_dict(state)
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as error:
+            raise ValueError(f"{str(self.run_dir)!r}: its checkpoint cannot be resumed ({type(error).__name__}: {error}); "
+                             f"the file was damaged or forged. Restore it from a copy, or start a new run.") from None
         self.net.record("training", phase="resume", epoch=self.epoch + 1, step=self.position_step, run_dir=str(self.run_dir))
         if self.stop_reason is None:
             with torch_threads(threads):
@@ -262,6 +266,10 @@ class Trainer(ResumableState):
             self._step_plans = [(tuple(self.outputs), net.training_plan(self.outputs))]
         else:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
+        for _, plan in self._step_plans:
+            for scenario in plan.scenari():
+                if scenario.schedule is not None:
+                    scenario.schedule.check(list(streams))
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self, resumed: bool) -> History:
@@ -290,6 +298,9 @@ class Trainer(ResumableState):
             self.interrupts.restore()
             for recorder in self.recorders:
                 recorder.close()
+            for stream in self._prepared.values():
+                if isinstance(stream, FileStream):
+                    stream.close()
             if self.run_directory is not None:
                 self.run_directory.close()
 
@@ -312,22 +323,25 @@ class Trainer(ResumableState):
             if self.interrupts.pending is not None:
                 self.interrupts.raise_pending(self._emergency)
             if keep_rng:
-                self._rng_before_step = torch.get_rng_state()
+                self._rng_before_step = (torch.get_rng_state(),
+                                         torch.cuda.get_rng_state_all() if self.hardware.device.type == "cuda" else None)
             self._in_step = True
-            self._step(rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps)
+            self._step(rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps, total)
             self._in_step = False
             self.position_step = step + 1
             for recorder in self._step_recorders:
                 recorder.on_step(self, step + 1, steps)
         # Until the epoch's end is fully handled, a checkpoint describes the state before it.
-        self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history)}
+        self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history),
+                             "log": len(self.net.log)}
 
-    def _step(self, batch: PreparedStream, step: int, steps: int) -> None:
+    def _step(self, batch: PreparedStream, step: int, steps: int, total: int) -> None:
         """One batch: an update per plan ("random" order: one plan drawn), metrics added on the device.
 
-        With ``accumulate=k`` each batch adds 1/m of its gradient, m being the size of its
-        group of k batches (the epoch's last group may be smaller), and the optimizers step
-        on the group's last batch: the step of one batch k times as large.
+        With ``accumulate=k`` each batch adds its share of its group's rows times its gradient
+        (the group: k batches, fewer at the epoch's end) and the optimizers step on the group's
+        last batch: the step of one batch as large as the group (with class weights, each
+        batch's share is by rows, not by weight).
         """
         plans = self._step_plans
         if self.order == "random":
@@ -335,10 +349,11 @@ class Trainer(ResumableState):
         group_start = step - step % self.accumulate
         group_size = min(self.accumulate, steps - group_start)
         stepped = group_size == 1 or step + 1 == group_start + group_size
+        group_rows = min(total, (group_start + group_size) * self.batch_size) - group_start * self.batch_size
         batch = self.hardware.batch(batch)
         for names, plan in plans:
             result = self.hardware.evaluate(plan, batch)
-            self.hardware.backward(plan, result, 1.0 / group_size)
+            self.hardware.backward(plan, result, len(batch) / group_rows)
             if stepped:
                 self.hardware.apply(plan)
             for name in names:
@@ -358,7 +373,8 @@ class Trainer(ResumableState):
         for stream in ("valid", "test"):
             if stream in self._streams:
                 entry[stream] = self._evaluate(stream)
-        reasons = [(stop, stop.update(self, entry)) for stop in self.stops]
+        with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
+            reasons = [(stop, stop.update(self, entry)) for stop in self.stops]  # a stop keeps the weights that were evaluated
         self.history.append(entry)
         self.net.record("epoch", history=entry)  # so a saved network still has its curves (net.to_html)
         for recorder in self.recorders:

@@ -34,7 +34,9 @@ class ResumableState:
         rng = CK.capture_rng()
         if self._in_step:
             # The step that failed may have drawn random numbers; the boundary is before it.
-            rng["torch"] = self._rng_before_step
+            rng["torch"], cuda = self._rng_before_step
+            if cuda is not None:
+                rng["cuda"] = list(cuda)
         return {
             "reason": reason, "epoch": self.epoch, "step": self.position_step,
             "phase": "epoch_end" if pending is not None else "steps",
@@ -50,15 +52,18 @@ class ResumableState:
             "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
             "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
             "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
-            "log": json.loads(json.dumps(self.net.log, default=str)), "environment": CK.environment(),
+            "log": json.loads(json.dumps(self.net.log[:pending["log"]] if pending is not None else self.net.log, default=str)),
+            "environment": CK.environment(),
         }
 
     def load_state_dict(self: Trainer, state: dict) -> None:
+        check_state(state)
         """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last."""
         self.history = History(state["history"], stop_reason=state["stop_reason"])
         self.position_step = state["step"]
         self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
-        self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history)}
+        self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history),
+                              "log": len(self.net.log)}
                              if state["phase"] == "epoch_end" else None)
         self.sums.load_state_dict(state)
         self.hardware.load_state_dict(state.get("hardware", {}))
@@ -77,3 +82,25 @@ class ResumableState:
         load_states(self.stops, state["stops"])
         load_states(self.recorders, state["recorders"])
         CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
+
+
+#: What a checkpoint's trainer state must hold, by type (checked before anything is restored).
+STATE_TYPES = {"epoch": int, "step": int, "phase": str, "history": list, "elapsed": (int, float), "stop_reason": (str, type(None)),
+               "best_value": (int, float, type(None)), "rng": dict, "sampler": dict, "order_rng": dict, "stops": list,
+               "recorders": list, "loss_sums": dict, "correct": dict, "counts": dict, "weights": dict, "optimizer": dict}
+
+
+def check_state(state: dict) -> None:
+    """``ValueError`` naming the first entry of a checkpoint's state that does not have the type Mariana writes."""
+    if not isinstance(state, dict):
+        raise ValueError(f"checkpoint state must be an object, but is {type(state).__name__}.")
+    for key, kind in STATE_TYPES.items():
+        value = state.get(key)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ValueError(f"checkpoint state {key!r} must be {getattr(kind, '__name__', kind)}, but is {value!r:.60}.")
+    if state["phase"] not in ("steps", "epoch_end") or state["epoch"] < 0 or state["step"] < 0:
+        raise ValueError(f"checkpoint state has phase {state['phase']!r}, epoch {state['epoch']} and step {state['step']}; "
+                         f"expected 'steps' or 'epoch_end' and counts >= 0.")
+    order = state.get("order")
+    if order is not None and not (isinstance(order, torch.Tensor) and order.dim() == 1 and not order.is_floating_point()):
+        raise ValueError("checkpoint state 'order' must be a 1-d integer tensor or null.")

@@ -78,3 +78,13 @@ def test_without_a_copy_resume_needs_the_data_again(files, tmp_path):
     data = DatasetMapper(inp=x, out=y, copy_data=False)
     resumed = Trainer.resume(tmp_path / "run", data, valid=data, recorders=[])
     assert resumed.epoch == 3
+
+
+def test_a_slice_of_a_memory_mapped_array_reads_its_own_rows(files, tmp_path):
+    x_path, y_path, x, y = files
+    mapped = np.load(x_path, mmap_mode="r")
+    mapper = DatasetMapper(inp=mapped[50:150], out=y[50:150])
+    assert np.array_equal(mapper.rows("inp", np.array([0, 99, 3])), x[[50, 149, 53]])
+    sliced, _ = train(DatasetMapper(inp=mapped[50:150], out=y[50:150]), run_dir=tmp_path / "run")
+    in_memory, _ = train(DatasetMapper(inp=x[50:150], out=y[50:150]))
+    assert all(torch.equal(a, b) for a, b in zip(in_memory.net.parameters(), sliced.net.parameters()))
