@@ -88,9 +88,11 @@ def read_json(archive: zipfile.ZipFile, info: zipfile.ZipInfo, where: str, max_b
 
 
 def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
+    """A JSON object's pairs as a dict; ``ValueError`` naming a key that appears twice (json.loads keeps the last)."""
     result = dict(pairs)
     if len(result) != len(pairs):
-        raise ValueError("duplicate keys in an object")
+        seen: set[str] = set()
+        raise ValueError(f"duplicate keys in an object: {next(key for key, _ in pairs if key in seen or seen.add(key))!r}")
     return result
 
 

@@ -42,6 +42,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
+from mariana.archive import no_duplicate_keys
 from mariana.files import atomic_write, file_sha256, remove_stale_temps
 from mariana.training.run_record import short_json
 
@@ -84,17 +85,9 @@ def read_json(path: str | os.PathLike, advice: str = _RESTORE) -> Any:
         raise ValueError(f"{str(path)!r} is over {MAX_JSON_BYTES} bytes, far more than a run file holds: Mariana did not write it. "
                          f"{advice}".rstrip())
     try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
+        return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise ValueError(f"{str(path)!r} is not valid JSON ({error}); it was damaged or edited. {advice}".rstrip()) from None
-
-
-def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        seen: set[str] = set()
-        raise ValueError(f"duplicate key {next(key for key, _ in pairs if key in seen or seen.add(key))!r} in one object")
-    return result
 
 
 # -- nested state <-> (JSON, tensors) ---------------------------------------------------
