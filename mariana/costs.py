@@ -150,6 +150,7 @@ class _ClassifierCost(Cost):
         self.label_smoothing = _label_smoothing(name, label_smoothing)
         # Made from the floats on the inputs' device and dtype the first time they differ (see _weight_for).
         self._weight: torch.Tensor | None = None if self.class_weights is None else torch.tensor(self.class_weights)
+        self.zero_weighted = self.class_weights is not None and min(self.class_weights) == 0
 
     def _weight_for(self, inputs: torch.Tensor) -> torch.Tensor | None:
         weight = self._weight
@@ -168,6 +169,11 @@ class _ClassifierCost(Cost):
     def loss(self, inputs: torch.Tensor, targets: torch.Tensor, logits: bool = False,
              reduction: str = "mean") -> torch.Tensor:
         weight = self._weight_for(inputs)
+        if reduction == "mean" and weight is not None and self.zero_weighted and not targets.is_floating_point():
+            # torch's weighted mean divides by the targets' weights: 0/0, NaN gradients, for a batch of
+            # weight-0 classes only. Such a batch costs 0 here; any other is torch's mean.
+            total, count = self.loss(inputs, targets, logits, reduction="sum"), weight[targets].sum()
+            return torch.where(count > 0, total / count.clamp_min(torch.finfo(total.dtype).tiny), total * 0)
         if logits:
             return F.cross_entropy(inputs, targets, weight=weight, label_smoothing=self.label_smoothing,
                                    reduction=reduction)

@@ -300,3 +300,16 @@ def test_a_training_step_with_options_matches_a_hand_written_torch_step(cost_cla
     torch.testing.assert_close(loss, reference.detach(), **TOLERANCE)
     torch.testing.assert_close(out.W.detach(), weight.detach(), **TOLERANCE)
     torch.testing.assert_close(out.b.detach(), bias.detach(), **TOLERANCE)
+
+
+@pytest.mark.parametrize("cost_class", [MC.NegativeLogLikelihood, MC.CategoricalCrossEntropy])
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_a_batch_of_zero_weighted_classes_costs_zero_instead_of_nan(cost_class, smoothing):
+    cost = cost_class(class_weights=[0.0, 1.0, 2.0], label_smoothing=smoothing)
+    logits = torch.randn(6, 3, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    mixed = torch.tensor([0, 1, 2, 0, 1, 2])
+    torch.testing.assert_close(cost.on_logits(logits, mixed),
+                               F.cross_entropy(logits, mixed, weight=torch.tensor([0.0, 1.0, 2.0]), label_smoothing=smoothing))
+    only_ignored = cost.on_logits(logits, torch.zeros(6, dtype=torch.long))  # torch's weighted mean: 0/0 = NaN
+    only_ignored.backward()
+    assert float(only_ignored.detach()) == 0.0 and bool((logits.grad == 0).all())
