@@ -4,7 +4,8 @@ The work: an MNIST MLP (784-500-10, ReLU, softmax), batch 64, SGD with
 momentum 0.9, 5 epochs on 8000 training images, shuffled every epoch, with
 the epoch's mean loss and accuracy computed on the device and read once per
 epoch. The Trainer runs with a progress bar, a CSV recorder and
-save_if_murdered on (run directory, a checkpoint every epoch). The plain
+save_if_murdered on (run directory, a checkpoint every epoch), and again
+without a run directory, to show what the run directory costs. The plain
 loop gathers the epoch's shuffled tensors once and slices them per batch
 (no DataLoader). Same process, alternating, best of 3. Keras 3 (torch
 backend) and PyTorch Lightning run the same work when installed (``pip
@@ -37,7 +38,7 @@ from mariana.training import DatasetMapper, Trainer, recorders, stops
 EPOCHS, BATCH, TRAIN_SIZE, LR, MOMENTUM = 5, 64, 8000, 0.01, 0.9
 
 
-def mariana_run(x: np.ndarray, y: np.ndarray) -> float:
+def mariana_run(x: np.ndarray, y: np.ndarray, with_run_dir: bool = True) -> float:
     mar.seed(0)
     net = ML.Input(784, name="inp") > ML.Hidden(500, activation=MA.ReLU(), name="hid") > ML.SoftmaxClassifier(
         10, learning_scenari=[MS.GradientDescent(lr=LR, momentum=MOMENTUM)], name="out")
@@ -46,7 +47,7 @@ def mariana_run(x: np.ndarray, y: np.ndarray) -> float:
         start = time.perf_counter()
         trainer = Trainer(net, "out", batch_size=BATCH, stops=[stops.EpochWall(EPOCHS)],
                           recorders=[recorders.ProgressBar(), recorders.CSV("log.csv")],
-                          run_dir=os.path.join(run_dir, "run"), save_if_murdered=True, seed=0)
+                          run_dir=os.path.join(run_dir, "run") if with_run_dir else None, save_if_murdered=True, seed=0)
         trainer.start(DatasetMapper(inp=x, out=y))
         return time.perf_counter() - start
     finally:
@@ -138,7 +139,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     data = mnist(args.data_dir)
     x, y = data["train"]["x"][:TRAIN_SIZE], data["train"]["y"][:TRAIN_SIZE]
-    contenders = {"plain PyTorch loop": plain_run, "Mariana Trainer": mariana_run}
+    contenders = {"plain PyTorch loop": plain_run, "Mariana Trainer": mariana_run,
+                  "Mariana, no run_dir": lambda x, y: mariana_run(x, y, with_run_dir=False)}
     optional = {"Keras 3 (torch backend)": keras_run, "PyTorch Lightning": lightning_run}
     plain_run(x[:640], y[:640])  # warm up torch (first optimizer step imports a lot)
     mariana_run(x[:640], y[:640])
