@@ -80,12 +80,7 @@ def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequen
     directory.store.keep = settings["keep_checkpoints"]
     threads = check_environment(state["environment"])
     net = Network.from_config(run["network"])
-    net.module.load_state_dict(state["weights"])
-    misfits = check_optimizer_state(net, state["optimizer"], f"{directory.path / 'latest'}")
-    if misfits:
-        raise ValueError(f"{str(directory.path)!r}: the checkpoint's optimizer state does not fit the network: {'; '.join(misfits)}.")
-    net.load_optimizer_state_dict(state["optimizer"])
-    net.log[:] = state["log"]
+    restore_network(net, state, directory)
     recorded_stops, recorded_recorders = settings.pop("stops"), settings.pop("recorders")
     settings["stops"] = list(stops) if stops is not None else rebuild(recorded_stops, Stop, "stops")
     if recorders is None:
@@ -95,6 +90,19 @@ def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequen
         settings["recorders"] = list(recorders)
     streams = _streams(directory, settings.pop("streams"), given)
     return ResumePoint(net=net, settings=settings, streams=streams, state=state, threads=threads)
+
+
+def restore_network(net: Network, state: dict, directory: RunDirectory) -> None:
+    """Put a checkpoint's weights, optimizer state (checked against its optimizers first) and generation log into ``net``."""
+    try:
+        net.module.load_state_dict(state["weights"])
+    except (RuntimeError, KeyError, TypeError) as error:
+        raise ValueError(f"{str(directory.path)!r}: the checkpoint's weights do not fit the network ({error}).") from None
+    misfits = check_optimizer_state(net, state["optimizer"], f"{directory.path / 'latest'}")
+    if misfits:
+        raise ValueError(f"{str(directory.path)!r}: the checkpoint's optimizer state does not fit the network: {'; '.join(misfits)}.")
+    net.load_optimizer_state_dict(state["optimizer"], replace=True)
+    net.log[:] = state["log"]
 
 
 def read_continuation(directory: RunDirectory, current: dict, streams: dict[str, DatasetMapper]) -> tuple[dict, int]:

@@ -60,7 +60,7 @@ from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
 from mariana.training.recorders import ProgressBar, Recorder
-from mariana.training.resume import read_continuation, read_resume_point, torch_threads
+from mariana.training.resume import read_continuation, read_resume_point, restore_network, torch_threads
 from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
 from mariana.training.stops import Stop
 from mariana.training.streams import FileStream, PreparedStream, evaluate
@@ -128,7 +128,7 @@ class Trainer(ResumableState):
         self.hardware = Hardware(net, device, precision, compile)  # an unknown or missing device fails here
         self.device, self.precision, self.compile = device, self.hardware.precision.name, compile
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
-        self.interrupts = Interrupts(enabled=self.save_if_murdered and self.run_dir is not None, run_dir=self.run_dir)
+        self.interrupts = Interrupts(enabled=self._can_save(), run_dir=self.run_dir)
         # The run's progress: what a checkpoint records.
         self.history = History()
         self.stop_reason: str | None = None
@@ -209,9 +209,7 @@ class Trainer(ResumableState):
         """resume="auto": carry on the unfinished run in run_dir (or return a finished one's history)."""
         current = {"network": self.net.get_config(), "trainer": self._config()}
         state, threads = read_continuation(self.run_directory, current, self._streams)
-        self.net.module.load_state_dict(state["weights"])
-        self.net.load_optimizer_state_dict(state["optimizer"], replace=True)
-        self.net.log[:] = state["log"]
+        restore_network(self.net, state, self.run_directory)
         return self._carry_on(state, threads)
 
     def _carry_on(self, state: dict, threads: int) -> History:
