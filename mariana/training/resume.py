@@ -55,25 +55,27 @@ class ResumePoint:
 
 
 def read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequence[Stop] | None = None,
-                      recorders: Sequence[Recorder] | None = None) -> ResumePoint:
+                      recorders: Sequence[Recorder] | None = None, clean: bool = True) -> ResumePoint:
     """Everything needed to continue the run in ``run_dir``; ``given`` maps stream names to data passed again.
 
     A run directory may come from anyone: whatever does not have the shape Mariana
     writes (a missing key, a value of the wrong type, a damaged tensor file) is a
-    ``ValueError`` naming the directory, never a stray KeyError.
+    ``ValueError`` naming the directory, never a stray KeyError. ``clean=False`` leaves a killed write's
+    temporary files alone (a process that is not the run's writer).
     """
     try:
-        return _read_resume_point(run_dir, given, stops, recorders)
+        return _read_resume_point(run_dir, given, stops, recorders, clean)
     except (KeyError, TypeError, AttributeError, IndexError, RuntimeError, SafetensorError) as error:
         raise ValueError(f"{str(run_dir)!r} is not a run directory Mariana can resume: its files are damaged or were edited "
                          f"({type(error).__name__}: {error}). Restore them from a copy, or start a new run.") from None
 
 
 def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequence[Stop] | None,
-                       recorders: Sequence[Recorder] | None) -> ResumePoint:
+                       recorders: Sequence[Recorder] | None, clean: bool) -> ResumePoint:
     directory = RunDirectory(run_dir)
     run = directory.read_run()
-    CK.clean_run_directory(directory.path)
+    if clean:
+        CK.clean_run_directory(directory.path)
     state = directory.load_checkpoint("latest")
     check_run(state, run, directory)
     settings = dict(run["trainer"])
@@ -105,7 +107,8 @@ def restore_network(net: Network, state: dict, directory: RunDirectory) -> None:
     net.log[:] = state["log"]
 
 
-def read_continuation(directory: RunDirectory, current: dict, streams: dict[str, DatasetMapper]) -> tuple[dict, int]:
+def read_continuation(directory: RunDirectory, current: dict, streams: dict[str, DatasetMapper],
+                      clean: bool = True) -> tuple[dict, int]:
     """For ``resume="auto"``: the latest checkpoint of the run in ``directory``, if it is this run.
 
     ``current`` is ``{"network": ..., "trainer": ...}`` as the new Trainer would record
@@ -114,7 +117,8 @@ def read_continuation(directory: RunDirectory, current: dict, streams: dict[str,
     """
     try:
         run = directory.read_run()
-        CK.clean_run_directory(directory.path)
+        if clean:  # only the run's writer tidies the folder
+            CK.clean_run_directory(directory.path)
         state = directory.load_checkpoint("latest")
         check_run(state, run, directory)
         recorded = {"network": run["network"], "trainer": run["trainer"]}

@@ -101,22 +101,25 @@ class PreparedStream:
 
 
 def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], classifiers: Sequence[str],
-             batch_size: int, run: Callable[[CostPlan, PreparedStream], Any] | None = None) -> dict[str, dict[str, float]]:
+             batch_size: int, run: Callable[[CostPlan, PreparedStream], Any] | None = None,
+             span: tuple[int, int] | None = None,
+             summed: Callable[[EpochSums], EpochSums] | None = None) -> dict[str, dict[str, float]]:
     """Mean loss (and accuracy) per output over the whole stream, ``batch_size`` rows at a time, without dropout.
 
     ``run(plan, batch)`` evaluates one batch (default: ``plan.evaluate`` on it, where the stream lies).
+    Data-parallel: each process evaluates its rows ``span`` (low, high) and ``summed`` adds up the processes' sums.
     """
-    total = len(stream)
+    first, total = span if span is not None else (0, len(stream))
     sums = EpochSums(outputs, classifiers, plan.forward.device)
     with torch.no_grad():
-        for low in range(0, total, batch_size):
+        for low in range(first, total, batch_size):
             part = stream.rows(low, min(low + batch_size, total))
             result = run(plan, part) if run is not None else plan.evaluate(part.feeds, part.targets, part.weights)
             for name in outputs:
                 ids = part.class_ids.get(name)
                 sums.add(name, result.losses[name], len(part), result.logits[name],
                          None if ids is None else ids.to(result.logits[name].device, non_blocking=True), result.counts.get(name))
-    return sums.means()
+    return (summed(sums) if summed is not None else sums).means()
 
 
 class FileStream:

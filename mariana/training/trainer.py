@@ -54,6 +54,7 @@ from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
 from mariana.training.averaging import WeightAverage, check_decay
 from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, states
+from mariana.training.distributed import Distributed, rank_seed
 from mariana.training.hardware import Hardware
 from mariana.training.history import History
 from mariana.training.interrupts import Interrupts, attach_message
@@ -125,7 +126,9 @@ class Trainer(ResumableState):
                              f"steps would add to each other's gradients in order={order!r}.")
         self.ema = check_decay(ema)
         self.average: WeightAverage | None = None  # made when the network is in place (start, resume)
-        self.hardware = Hardware(net, device, precision, compile)  # an unknown or missing device fails here
+        self.distributed = Distributed.from_environment(device)  # under torchrun: joins the process group
+        self.distributed.check_batch_size(self.batch_size)
+        self.hardware = Hardware(net, self.distributed.device(device), precision, compile)  # an unknown or missing device fails here
         self.device, self.precision, self.compile = device, self.hardware.precision.name, compile
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
         self.interrupts = Interrupts(enabled=self._can_save(), run_dir=self.run_dir)
@@ -146,6 +149,7 @@ class Trainer(ResumableState):
         self._prepared: dict[str, PreparedStream | FileStream] = {}
         self._eval_plan: CostPlan | None = None
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
+        self._recorders: list[Recorder] = []  # the ones that run: all on rank 0, none on the other ranks
         self._step_recorders: list[Recorder] = []
         self._in_step = False
         self._rng_before_step: tuple[torch.Tensor, list | None] | None = None  # CPU state, and CUDA's on a GPU
@@ -161,7 +165,8 @@ class Trainer(ResumableState):
         """Train until a stop fires; returns the history (also kept as ``trainer.history``)."""
         if self._started:
             raise RuntimeError("This Trainer has already run; create a new Trainer (or Trainer.resume(run_dir)) to train again.")
-        continuing = self.run_directory is not None and self.run_directory.holds_run()  # killed before a checkpoint: reused
+        # Killed before a checkpoint: reused. Rank 0 decides for every process.
+        continuing = self.distributed.broadcast(self.run_directory is not None and self.run_directory.holds_run())
         if continuing and self.resume_mode != "auto":
             raise ValueError(
                 f"run_dir {str(self.run_dir)!r} already holds a run. Resume it with Trainer.resume({str(self.run_dir)!r}) "
@@ -174,17 +179,23 @@ class Trainer(ResumableState):
         self._started = True
         if continuing:
             return self._continue()
-        if self.seed is not None:
-            seed_everything(self.seed)
+        seed = self.seed
+        if self.distributed.active:  # every rank visits the same orders
+            seed = self.distributed.broadcast(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        if seed is not None:
+            seed_everything(seed)
         self._streams["train"].sampler.start()
         self._order_rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)))))
+        if self.distributed.active:
+            torch.manual_seed(rank_seed(seed, self.distributed.rank))  # dropout draws differ across ranks
         for stop in self.stops:
             stop.begin(self)
         self.net.record("training", phase="start", **self.describe())
         if self.run_directory is not None:
-            run = {"format": RUN_FORMAT, "network": self.net.get_config(), "trainer": self._config(),
-                   "environment": CK.environment(), "created": time.time()}
-            self.run_directory.write_run(run, self._streams)
+            if self.distributed.is_writer:
+                run = {"format": RUN_FORMAT, "network": self.net.get_config(), "trainer": self._config(),
+                       "environment": CK.environment(), "created": time.time()}
+                self.run_directory.write_run(run, self._streams)
             self._checkpoint("start")
         return self._run(resumed=False)
 
@@ -198,7 +209,8 @@ class Trainer(ResumableState):
         replace the recorded ones (needed when those were not registered classes).
         Returns the Trainer; its ``net`` and ``history`` hold the results.
         """
-        point = read_resume_point(run_dir, {"train": train, "valid": valid, "test": test}, stops, recorders)
+        given = {"train": train, "valid": valid, "test": test}
+        point = Distributed.from_environment().in_turn(lambda first: read_resume_point(run_dir, given, stops, recorders, first))
         trainer = cls(point.net, run_dir=run_dir, **point.settings)
         trainer._setup(point.streams)
         trainer._started = True
@@ -208,7 +220,7 @@ class Trainer(ResumableState):
     def _continue(self) -> History:
         """resume="auto": carry on the unfinished run in run_dir (or return a finished one's history)."""
         current = {"network": self.net.get_config(), "trainer": self._config()}
-        state, threads = read_continuation(self.run_directory, current, self._streams)
+        state, threads = self.distributed.in_turn(lambda first: read_continuation(self.run_directory, current, self._streams, first))
         restore_network(self.net, state, self.run_directory)
         return self._carry_on(state, threads)
 
@@ -264,6 +276,10 @@ class Trainer(ResumableState):
             self._step_plans = [(tuple(self.outputs), net.training_plan(self.outputs))]
         else:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
+        if self.distributed.active:
+            trained = {id(p): p for _, plan in self._step_plans for p in plan.trained}
+            partial = any(len(plan.trained) != len(trained) for _, plan in self._step_plans)
+            self.distributed.wrap(net.module, self.hardware.device, list(trained.values()), find_unused=partial)
         for _, plan in self._step_plans:
             for scenario in plan.scenari():
                 if scenario.schedule is not None:
@@ -273,11 +289,12 @@ class Trainer(ResumableState):
     def _run(self, resumed: bool) -> History:
         self._session_start = time.perf_counter()
         self.interrupts.install()
-        self._step_recorders = [r for r in self.recorders if type(r).on_step is not Recorder.on_step]
+        self._recorders = self.recorders if self.distributed.is_writer else []
+        self._step_recorders = [r for r in self._recorders if type(r).on_step is not Recorder.on_step]
         was_training = self.net.module.training
         self._emergency_written = False
         try:
-            for recorder in self.recorders:
+            for recorder in self._recorders:
                 recorder.on_start(self, resumed)
             while self.stop_reason is None:
                 if self._pending_end is None:
@@ -285,16 +302,18 @@ class Trainer(ResumableState):
                 self._end_epoch()
             if self.run_directory is not None:
                 self.run_directory.drain()
-            self.interrupts.raise_pending(self._emergency)  # a signal during the last epoch's end: still exit as asked
+            if self._interrupted():  # a signal during the last epoch's end: still exit as asked
+                self.interrupts.raise_pending(self._emergency)
             return self.history
         except BaseException as error:
-            if not (self._emergency_written or self.interrupts.stopped_at_once) and self._can_save():
+            # Under DDP an error is not a step boundary all ranks agree on: the last checkpoint is where a rerun starts.
+            if not (self._emergency_written or self.interrupts.stopped_at_once or self.distributed.active) and self._can_save():
                 attach_message(error, self._emergency(type(error).__name__))
             raise
         finally:
             self.net.module.train(was_training)
             self.interrupts.restore()
-            for recorder in self.recorders:
+            for recorder in self._recorders:
                 recorder.close()
             for stream in self._prepared.values():
                 if isinstance(stream, FileStream):
@@ -305,7 +324,8 @@ class Trainer(ResumableState):
     def _train_epoch(self) -> None:
         mapper = self._streams["train"]
         if self.epoch_order is None:
-            self.interrupts.raise_pending(self._emergency)
+            if self._interrupted():
+                self.interrupts.raise_pending(self._emergency)
             self.epoch_order = mapper.sampler.epoch_order(mapper)
             self.position_step = 0
             self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
@@ -313,18 +333,20 @@ class Trainer(ResumableState):
         rows = stream.in_order(torch.from_numpy(self.epoch_order).to(stream.device))
         total = len(self.epoch_order)
         steps = math.ceil(total / self.batch_size)
-        for recorder in self.recorders:
+        for recorder in self._recorders:
             recorder.on_epoch_start(self, self.epoch + 1, steps)
         self.net.module.train(True)
         keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
         for step in range(self.position_step, steps):
-            if self.interrupts.pending is not None:
+            if self._interrupted():
                 self.interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),
                                          torch.cuda.get_rng_state_all() if self.hardware.device.type == "cuda" else None)
             self._in_step = True
-            self._step(rows(step * self.batch_size, min((step + 1) * self.batch_size, total)), step, steps, total)
+            low, high = self.distributed.share(step * self.batch_size, min((step + 1) * self.batch_size, total))
+            # A rank whose share of a last, short batch is empty still joins the gradient average, with weight 0.
+            self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, counted=high > low)
             self._in_step = False
             self.position_step = step + 1
             for recorder in self._step_recorders:
@@ -333,7 +355,7 @@ class Trainer(ResumableState):
         self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history),
                              "log": len(self.net.log)}
 
-    def _step(self, batch: PreparedStream, step: int, steps: int, total: int) -> None:
+    def _step(self, batch: PreparedStream, step: int, steps: int, total: int, counted: bool = True) -> None:
         """One batch: an update per plan ("random" order: one plan drawn), metrics added on the device.
 
         With ``accumulate=k`` each batch adds its share of its group's rows times its gradient
@@ -349,12 +371,14 @@ class Trainer(ResumableState):
         stepped = group_size == 1 or step + 1 == group_start + group_size
         group_rows = min(total, (group_start + group_size) * self.batch_size) - group_start * self.batch_size
         batch = self.hardware.batch(batch)
+        share = self.distributed.world_size * len(batch) / group_rows if counted else 0.0  # DDP averages over ranks
         for names, plan in plans:
-            result = self.hardware.evaluate(plan, batch)
-            self.hardware.backward(plan, result, len(batch) / group_rows)
+            with self.distributed.synchronising(stepped):
+                result = self.distributed.run(self.hardware.evaluate, plan, batch)
+                self.hardware.backward(plan, result, share)
             if stepped:
                 self.hardware.apply(plan)
-            for name in names:
+            for name in names if counted else ():
                 self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name),
                               result.counts.get(name))
         if stepped and self.average is not None:
@@ -363,19 +387,23 @@ class Trainer(ResumableState):
     def _evaluate(self, stream: str) -> dict[str, dict[str, float]]:
         self.net.module.train(False)
         with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
-            return evaluate(self._eval_plan, self._prepared[stream], self.outputs, self.classifiers, self.eval_batch_size,
-                            run=lambda plan, batch: self.hardware.evaluate(plan, self.hardware.batch(batch)))
+            prepared = self._prepared[stream]
+            return evaluate(self._eval_plan, prepared, self.outputs, self.classifiers, self.eval_batch_size,
+                            run=lambda plan, batch: self.hardware.evaluate(plan, self.hardware.batch(batch)),
+                            span=self.distributed.share(0, len(prepared)), summed=self.distributed.summed)
 
     def _end_epoch(self) -> None:
-        entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(), "train": self.sums.means()}
+        entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(),
+                                 "train": self.distributed.summed(self.sums).means()}
         for stream in ("valid", "test"):
             if stream in self._streams:
                 entry[stream] = self._evaluate(stream)
+        entry = self.distributed.broadcast(entry)  # rank 0's clock: every rank's stops decide alike
         with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
             reasons = [(stop, stop.update(self, entry)) for stop in self.stops]  # a stop keeps the weights that were evaluated
         self.history.append(entry)
         self.net.record("epoch", history=entry)  # so a saved network still has its curves (net.to_html)
-        for recorder in self.recorders:
+        for recorder in self._recorders:
             recorder.on_epoch_end(self, entry)
         fired = [(stop, reason) for stop, reason in reasons if reason is not None]
         self._pending_end = None
@@ -400,7 +428,7 @@ class Trainer(ResumableState):
         self.net.record("training", phase="end", epochs=self.epoch, metrics=final, reason=self.stop_reason)
         if self.run_directory is not None:
             self._checkpoint("final", best=improved)
-        for recorder in self.recorders:
+        for recorder in self._recorders:
             recorder.on_end(self, self.stop_reason)
 
     def _elapsed(self) -> float:
@@ -408,21 +436,7 @@ class Trainer(ResumableState):
             return self._elapsed_before
         return self._elapsed_before + time.perf_counter() - self._session_start
 
-    # -- state and checkpoints ------------------------------------------------------------
-    def _checkpoint(self, reason: str, best: bool = False) -> None:
-        self.run_directory.save_checkpoint(self.state_dict(reason), self.epoch, self.position_step, best)
-
-    def _can_save(self) -> bool:
-        return self.save_if_murdered and self.run_directory is not None
-
-    def _emergency(self, cause: str) -> str:
-        """Write a checkpoint at this step boundary now; returns the message telling how to resume."""
-        self._emergency_written = True
-        where = f"epoch {self.epoch + 1}, after step {self.position_step}" if self._pending_end is None else f"end of epoch {self.epoch + 1}"
-        self.run_directory.save_now(self.state_dict(f"emergency: {cause}"), self.epoch, self.position_step)
-        return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
-                f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
-
+    # -- settings -------------------------------------------------------------------------
     def _config(self) -> dict:
         """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
         config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}

@@ -19,6 +19,7 @@ import torch
 
 from mariana.training import checkpoint as CK
 from mariana.training.callbacks import load_states, states
+from mariana.training.distributed import on_host
 from mariana.training.history import History
 
 if TYPE_CHECKING:
@@ -57,8 +58,12 @@ class ResumableState:
         }
 
     def load_state_dict(self: Trainer, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last.
+
+        Under DDP each rank takes its own random states, running sums and pending gradients from ``state["ranks"]``.
+        """
         check_state(state)
-        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last."""
+        state = self.distributed.own(state)
         self.history = History(state["history"], stop_reason=state["stop_reason"])
         self.position_step = state["step"]
         self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
@@ -82,6 +87,44 @@ class ResumableState:
         load_states(self.stops, state["stops"])
         load_states(self.recorders, state["recorders"])
         CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
+
+
+    # -- checkpoints ----------------------------------------------------------------------
+    def shared_state(self: Trainer, reason: str) -> dict:
+        """:meth:`state_dict`, with every rank's own part under DDP (a collective call: all ranks make it together)."""
+        state = self.state_dict(reason)
+        if self.distributed.active:
+            own = {"rng": state["rng"], "sums": self.sums.state_dict(), "gradients": state["gradients"]}
+            state["ranks"] = self.distributed.gather(on_host(own))
+            state["world_size"] = self.distributed.world_size
+        return state
+
+    def _checkpoint(self: Trainer, reason: str, best: bool = False) -> None:
+        state = self.shared_state(reason)
+        if self.distributed.is_writer:
+            self.run_directory.save_checkpoint(state, self.epoch, self.position_step, best)
+
+    def _can_save(self: Trainer) -> bool:
+        return self.save_if_murdered and self.run_directory is not None
+
+    def _interrupted(self: Trainer) -> bool:
+        """Whether a signal asks to stop here; under DDP, whether one reached any rank (all ranks stop at this boundary)."""
+        pending = self.interrupts.pending is not None
+        if self.distributed.active and self.interrupts.enabled and self.distributed.any(pending) and not pending:
+            self.interrupts.pending = "SIGTERM"  # another rank's signal: stop and save with it
+            pending = True
+        return pending
+
+    def _emergency(self: Trainer, cause: str) -> str:
+        """Write a checkpoint at this step boundary now; returns the message telling how to resume."""
+        self._emergency_written = True
+        where = f"epoch {self.epoch + 1}, after step {self.position_step}" if self._pending_end is None else f"end of epoch {self.epoch + 1}"
+        state = self.shared_state(f"emergency: {cause}")
+        if self.distributed.is_writer:
+            self.run_directory.save_now(state, self.epoch, self.position_step)
+        self.distributed.barrier()  # the checkpoint is complete before any process exits
+        return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
+                f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
 
 
 #: What a checkpoint's trainer state must hold, by type (checked before anything is restored).

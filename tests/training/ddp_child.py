@@ -1,0 +1,113 @@
+"""One training script for the data-parallel tests: run as is (one process) or under torchrun (several).
+
+``python tests/training/ddp_child.py DATA RUN_DIR OUT [--dropout] [--kill-at N] [--term-at N] [--rows N]``
+
+The same script whatever the launcher, as a user writes it. Each process
+writes, into OUT (not the run directory): its final weights
+(``weights-rank{R}.pt``) and the files it opened for writing, renamed or
+removed inside RUN_DIR (``writes-rank{R}-attempt{A}.json``, from an audit
+hook). ``--kill-at N``: rank 1 of torchrun's first attempt SIGKILLs itself at
+its N-th optimizer step; ``--term-at N``: rank 0 sends itself SIGTERM there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+
+import numpy as np
+import torch
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+import mariana as mar
+import mariana.activations as MA
+import mariana.decorators as MD
+import mariana.layers as ML
+import mariana.scenari as MS
+from mariana.training import DatasetMapper, Trainer, recorders, stops
+
+EPOCHS = 3
+
+
+def network(dropout: bool) -> mar.Network:
+    mar.seed(0)
+    hidden = ML.Hidden(32, activation=MA.ReLU(), decorators=[MD.BinomialDropout(0.2)] if dropout else [], name="hid")
+    return (ML.Input(64, name="inp") > hidden
+            > ML.SoftmaxClassifier(10, learning_scenari=[MS.Adam(lr=0.01)], name="out"))
+
+
+def watch_writes(run_dir: str, log: list) -> None:
+    """Record every file this process creates, writes, renames or removes under ``run_dir``."""
+    root = os.path.realpath(run_dir)
+
+    def inside(path) -> bool:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return False
+        real = os.path.realpath(os.fsdecode(path))
+        return real == root or real.startswith(root + os.sep)
+
+    def hook(event, args):
+        if event == "open" and args and inside(args[0]):
+            mode, flags = args[1], args[2] if len(args) > 2 else 0
+            if (isinstance(mode, str) and any(c in mode for c in "wax+")) or (isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR)):
+                log.append(["open", os.fsdecode(args[0])])
+        elif event == "os.rename" and (inside(args[0]) or inside(args[1])):  # os.replace too
+            log.append([event, os.fsdecode(args[1])])
+        elif event in ("os.remove", "os.mkdir", "os.rmdir") and args and inside(args[0]):
+            log.append([event, os.fsdecode(args[0])])
+
+    sys.addaudithook(hook)
+
+
+def step_hook(rank_wanted: int, at: int, signum: int):
+    steps = [0]
+
+    def after_step(optimizer, args, kwargs):
+        steps[0] += 1
+        if steps[0] == at and int(os.environ.get("RANK", "0")) == rank_wanted:
+            os.kill(os.getpid(), signum)
+
+    register_optimizer_step_post_hook(after_step)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("data")
+    parser.add_argument("run_dir")
+    parser.add_argument("out")
+    parser.add_argument("--dropout", action="store_true")
+    parser.add_argument("--kill-at", type=int)
+    parser.add_argument("--term-at", type=int)
+    parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--rows", type=int, help="train on the first ROWS rows (one that leaves a short last batch)")
+    options = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    writes: list = []
+    watch_writes(options.run_dir, writes)
+    if options.kill_at and attempt == 0:
+        step_hook(1, options.kill_at, signal.SIGKILL)
+    if options.term_at and attempt == 0:
+        step_hook(0, options.term_at, signal.SIGTERM)
+    with np.load(options.data) as arrays:
+        train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
+        valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
+    trainer = Trainer(network(options.dropout), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
+                      recorders=[recorders.CSV("log.csv")], run_dir=options.run_dir, seed=7, resume="auto",
+                      accumulate=options.accumulate)
+    rank = trainer.distributed.rank
+    try:
+        trainer.start(train, valid=valid)
+        torch.save(trainer.net.state_dict(), os.path.join(options.out, f"weights-rank{rank}.pt"))
+        with open(os.path.join(options.out, f"history-rank{rank}.json"), "w") as file:
+            json.dump(list(trainer.history), file)
+    finally:
+        with open(os.path.join(options.out, f"writes-rank{rank}-attempt{attempt}.json"), "w") as file:
+            json.dump(writes, file)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,110 @@
+"""Data-parallel training under torchrun: 2 CPU processes (gloo, loopback) against 1, restarts, rank 0 alone writing.
+
+Each test launches ``tests/training/ddp_child.py`` (the same script a user
+would write) with ``python -m torch.distributed.run`` (torchrun), so the
+Trainer finds torchrun's environment exactly as on a cluster.
+"""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from tests.training import ddp_child
+
+CHILD = Path(ddp_child.__file__)
+ROOT = CHILD.parents[2]
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
+
+
+def launch(data_file, run_dir, out, *options, processes=2, restarts=0):
+    """Run the training script under torchrun (``processes`` > 0) or as a plain process (0)."""
+    out.mkdir(exist_ok=True)
+    script = [str(CHILD), str(data_file), str(run_dir), str(out), *options]
+    if processes:
+        script = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+                  f"--max-restarts={restarts}", "--monitor-interval=0.1", *script]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "MARIANA_DISTRIBUTED_TIMEOUT": "60", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *script], capture_output=True, text=True, timeout=240, env=env)
+
+
+def weights(out, rank=0):
+    return torch.load(out / f"weights-rank{rank}.pt")
+
+
+def writes(out, rank, attempt=0):
+    return json.loads((out / f"writes-rank{rank}-attempt{attempt}.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, data_file):
+    """An uninterrupted 2-process run with dropout (each rank draws its own masks)."""
+    folder = tmp_path_factory.mktemp("ddp-reference")
+    done = launch(data_file, folder / "run", folder / "out", "--dropout")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return folder / "out"
+
+
+def test_two_processes_end_where_one_ends_and_only_rank_0_writes(tmp_path, data_file):
+    # 609 rows, batch 32: the last batch has 1 row, so rank 1's share of it is empty; 199 valid rows split 100/99.
+    one = launch(data_file, tmp_path / "one", tmp_path / "one-out", "--rows", "609", processes=0)
+    two = launch(data_file, tmp_path / "two", tmp_path / "two-out", "--rows", "609")
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, rank0, rank1 = weights(tmp_path / "one-out"), weights(tmp_path / "two-out", 0), weights(tmp_path / "two-out", 1)
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)  # DDP keeps the replicas identical
+    for key in single:  # the same global batches: equal up to float summation order
+        torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=2e-5)
+    histories = [json.loads((tmp_path / folder / "history-rank0.json").read_text()) for folder in ("one-out", "two-out")]
+    for mine, theirs in zip(*histories, strict=True):
+        for stream in ("train", "valid"):
+            assert mine[stream]["out"]["accuracy"] == theirs[stream]["out"]["accuracy"]
+            assert mine[stream]["out"]["loss"] == pytest.approx(theirs[stream]["out"]["loss"], abs=1e-5)
+    assert json.loads((tmp_path / "two-out" / "history-rank1.json").read_text()) == histories[1]  # one entry for all
+    assert writes(tmp_path / "two-out", 1) == []  # rank 1 touched nothing in the run directory
+    written = {Path(path).name for _, path in writes(tmp_path / "two-out", 0)}
+    assert {"run.json", "log.csv", "latest"} <= written
+    assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
+    assert len((tmp_path / "two" / "log.csv").read_text().splitlines()) == 1 + ddp_child.EPOCHS
+
+
+def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_bit_identically(tmp_path, data_file, uninterrupted):
+    # 20 steps per epoch: rank 1 dies at step 30, mid-epoch 2; torchrun restarts both, which resume="auto" continues.
+    done = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout", "--kill-at", "30", restarts=1)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "exitcode: -9" in done.stderr  # the kill happened and torchrun restarted the group
+    assert (tmp_path / "out" / "writes-rank0-attempt1.json").exists()
+    resumed, reference = weights(tmp_path / "out"), weights(uninterrupted)
+    assert all(torch.equal(resumed[key], reference[key]) for key in reference)
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]
+    assert writes(tmp_path / "out", 1, attempt=1) == []
+
+
+def test_sigterm_on_one_rank_saves_once_for_all_and_the_same_command_continues(tmp_path, data_file, uninterrupted):
+    stopped = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout", "--term-at", "30")
+    assert stopped.returncode != 0 and "exitcode  : 143" in stopped.stderr  # SystemExit(143), as a SIGTERM asks
+    # Both ranks stopped after step 10 of epoch 2: one emergency checkpoint, written by rank 0.
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-000003-e1-s10.safetensors").exists()
+    assert "training stopped by SIGTERM at epoch 2, after step 10" in stopped.stderr
+    rerun = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    resumed, reference = weights(tmp_path / "out"), weights(uninterrupted)
+    assert all(torch.equal(resumed[key], reference[key]) for key in reference)
+
+
+def test_accumulated_steps_average_across_processes_once_per_optimizer_step(tmp_path, data_file):
+    # accumulate=3 over 20 batches: groups of 3 (DDP's no_sync inside a group) and a last group of 2.
+    one = launch(data_file, tmp_path / "one", tmp_path / "one-out", "--accumulate", "3", processes=0)
+    two = launch(data_file, tmp_path / "two", tmp_path / "two-out", "--accumulate", "3")
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    single, rank0, rank1 = weights(tmp_path / "one-out"), weights(tmp_path / "two-out", 0), weights(tmp_path / "two-out", 1)
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+    for key in single:
+        torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=2e-5)

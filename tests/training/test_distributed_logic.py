@@ -1,0 +1,68 @@
+"""The data-parallel logic that needs no second process: shares, checks, checkpoint parts, the environment."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mariana.training import ResumeWarning
+from mariana.training.distributed import Distributed, rank_seed
+from mariana.training.metrics import EpochSums
+
+
+@pytest.mark.parametrize("world", [1, 2, 3, 8])
+@pytest.mark.parametrize("rows", [0, 1, 5, 32, 33])
+def test_the_ranks_shares_cover_a_batch_once_in_order(world, rows):
+    shares = [Distributed(rank, world).share(10, 10 + rows) for rank in range(world)]
+    assert shares[0][0] == 10 and shares[-1][1] == 10 + rows
+    assert all(high == low for (_, high), (low, _) in zip(shares, shares[1:]))  # contiguous, in rank order
+    sizes = [high - low for low, high in shares]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_global_batch_that_does_not_divide_by_the_world_size_is_refused_with_a_suggestion():
+    Distributed(0, 4).check_batch_size(64)
+    with pytest.raises(ValueError, match=r"batch_size is the global batch, split between the 4 processes, so it must be "
+                                         r"divisible by 4, but received 30\. Use e\.g\. batch_size=28"):
+        Distributed(1, 4).check_batch_size(30)
+
+
+def test_one_process_is_not_distributed_and_does_everything_itself():
+    single = Distributed.from_environment()
+    assert (single.world_size, single.rank, single.active, single.is_writer) == (1, 0, False, True)
+    assert single.broadcast({"a": 1}) == {"a": 1} and single.gather(3) == [3] and single.any(False) is False
+    sums = EpochSums(["out"], ["out"], torch.device("cpu"))
+    assert single.summed(sums) is sums
+    assert single.in_turn(lambda first: first) is True
+    assert single.run(lambda x: x + 1, 1) == 2
+
+
+def test_each_rank_takes_its_own_part_of_a_checkpoint_and_another_world_size_warns():
+    state = {"rng": {"torch": "shared"}, "gradients": {}, "loss_sums": {}, "ranks": [
+        {"rng": {"torch": 0}, "sums": {"loss_sums": {"out": torch.tensor(1.0)}, "counts": {"out": 3}}, "gradients": {"w": 1}},
+        {"rng": {"torch": 1}, "sums": {"loss_sums": {"out": torch.tensor(2.0)}, "counts": {"out": 4}}, "gradients": {}},
+    ]}
+    mine = Distributed(1, 2).own(state)
+    assert mine["rng"] == {"torch": 1} and mine["counts"] == {"out": 4} and mine["gradients"] == {}
+    with pytest.warns(ResumeWarning, match="written by 2 processes and is resumed by 1"):
+        alone = Distributed(0, 1).own(state)
+    assert alone["rng"] == {"torch": 0} and alone["gradients"] == {"w": 1}
+    with pytest.raises(ValueError, match="'ranks' must be a non-empty list"):
+        Distributed(0, 2).own({**state, "ranks": [{"rng": 3}]})
+
+
+def test_rank_seeds_differ_and_rank_0_keeps_the_run_seed():
+    seeds = [rank_seed(7, rank) for rank in range(4)]
+    assert seeds[0] == 7 and len(set(seeds)) == 4 and all(0 <= seed < 2**63 for seed in seeds)
+
+
+def test_a_world_size_without_torchrun_s_other_variables_is_a_clear_error():
+    code = ("from mariana.training.distributed import Distributed\n"
+            "try:\n    Distributed.from_environment()\nexcept ValueError as error:\n    print(error)\n")
+    env = {key: value for key, value in os.environ.items() if key not in ("RANK", "MASTER_ADDR", "MASTER_PORT")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**env, "WORLD_SIZE": "2"})
+    assert ("WORLD_SIZE=2 asks for a distributed run, but RANK, MASTER_ADDR, MASTER_PORT are not set. "
+            "Launch the script with torchrun") in done.stdout, done.stderr
