@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import mariana as mar
 import mariana.activations as MA
 import mariana.layers as ML
+import mariana.scenari as MS
 
 
 def _free_port() -> int:
@@ -54,3 +55,33 @@ def test_ddp_averages_gradients_across_processes():
         return net["hid"].W.grad
 
     torch.testing.assert_close(grads[0], (local_grad(0) + local_grad(1)) / 2)
+
+
+def _trainer_worker(rank: int, world: int, port: int, results) -> None:
+    """A user who initialised the process group: the Trainer uses it instead of making its own."""
+    from mariana.training import DatasetMapper, Trainer, stops
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        torch.set_num_threads(1)
+        mar.seed(rank)  # different weights on each rank: DDP starts every rank from rank 0's
+        out = ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.1)], name="out")
+        net = ML.Input(4, name="inp") > ML.Hidden(3, activation=MA.Tanh(), name="hid") > out
+        x = np.random.default_rng(0).normal(size=(40, 4)).astype(np.float32)
+        trainer = Trainer(net, "out", batch_size=8, stops=[stops.EpochWall(2)], recorders=[], seed=3)
+        trainer.start(DatasetMapper(inp=x, out=(x[:, 0] > 0).astype(np.int64)))
+        results[rank] = (trainer.distributed.world_size, net["hid"].W.detach().clone(), trainer.history[-1])
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available in this build")
+def test_the_trainer_joins_a_process_group_the_user_initialised():
+    context = mp.get_context("spawn")
+    with context.Manager() as manager:
+        results = manager.dict()
+        mp.start_processes(_trainer_worker, args=(2, _free_port(), results), nprocs=2, join=True, start_method="spawn")
+        (world0, weights0, entry0), (world1, weights1, entry1) = results[0], results[1]
+    assert world0 == world1 == 2
+    assert torch.equal(weights0, weights1) and entry0 == entry1

@@ -90,6 +90,9 @@ class Trainer(ResumableState):
     ``resume="auto"``: when ``run_dir`` holds an unfinished run of the same
     network, settings and data, ``start`` continues it (so rerunning a killed
     job's command carries on); ``False`` (default) refuses a used run_dir.
+    Under torchrun the run is data-parallel (``batch_size`` stays global; only
+    rank 0 writes); ``trainer.distributed`` holds ``rank``, ``world_size`` and
+    ``is_writer``: see :mod:`mariana.training.distributed`.
     """
 
     def __init__(self, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,

@@ -5,8 +5,11 @@ would write) with ``python -m torch.distributed.run`` (torchrun), so the
 Trainer finds torchrun's environment exactly as on a cluster.
 """
 
+import argparse
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.distributed as dist
+from torch.distributed.run import get_args_parser
 
 from tests.training import ddp_child
 
@@ -108,3 +112,42 @@ def test_accumulated_steps_average_across_processes_once_per_optimizer_step(tmp_
     assert all(torch.equal(rank0[key], rank1[key]) for key in rank0)
     for key in single:
         torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=2e-5)
+
+
+def readme_commands() -> list[list[str]]:
+    text = (ROOT / "README.md").read_text()
+    block = next(code for code in text.split("```") if "torchrun --standalone" in code)
+    return [shlex.split(line.split("#")[0]) for line in block.strip().splitlines()]
+
+
+def torchrun_arguments(command: list[str]) -> argparse.Namespace:
+    """What torchrun understands of ``command`` (its own parser: an unknown option fails here)."""
+    assert command[0] == "torchrun"
+    return get_args_parser().parse_args(command[1:])
+
+
+def test_the_readme_s_one_machine_command_runs_as_written(tmp_path):
+    one_machine = next(command for command in readme_commands() if "--standalone" in command)
+    arguments = torchrun_arguments(one_machine)
+    assert arguments.training_script == "examples/distributed/train_digits.py" and arguments.nproc_per_node == "2"
+    command = [sys.executable, "-m", "torch.distributed.run", *one_machine[1:-1], str(tmp_path / "run")]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=240, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = float(re.search(r"^2 process\(es\): test accuracy (\S+) after 10 epochs", done.stdout, re.MULTILINE).group(1))
+    assert accuracy > 0.9
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 11
+
+
+def test_the_readme_s_several_node_and_slurm_commands_are_ones_torchrun_accepts():
+    several = next(command for command in readme_commands() if "--nnodes=2" in command)
+    arguments = torchrun_arguments(several)
+    assert (arguments.nnodes, arguments.max_restarts, arguments.rdzv_backend) == ("2", 3, "c10d")
+    assert arguments.training_script == "examples/distributed/train_digits.py"
+    slurm = ROOT / "examples" / "distributed" / "slurm.sbatch"
+    assert subprocess.run(["bash", "-n", str(slurm)]).returncode == 0
+    launch_line = " ".join(line.rstrip("\\").strip() for line in slurm.read_text().splitlines() if not line.startswith("#"))
+    srun = shlex.split(launch_line[launch_line.index("srun "):])
+    arguments = torchrun_arguments(srun[1:])
+    assert arguments.training_script == "examples/distributed/train_digits.py" and arguments.max_restarts == 3
+    assert "--requeue" in slurm.read_text()
