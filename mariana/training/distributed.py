@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from mariana.execution import TrainingPlan
 from mariana.training.metrics import EpochSums
 from mariana.training.resume import ResumeWarning
 
@@ -116,15 +117,16 @@ class Distributed:
         return start, start + size + (self.rank < extra)
 
     # -- the DDP wrapper ----------------------------------------------------------------
-    def wrap(self, module: torch.nn.Module, device: torch.device, trained: list[torch.nn.Parameter],
-             find_unused: bool) -> None:
-        """Wrap ``module`` in DDP; parameters no plan trains (frozen ones) are left out of the gradient average."""
+    def wrap(self, module: torch.nn.Module, device: torch.device, plans: list[TrainingPlan]) -> None:
+        """Wrap ``module`` in DDP for the training ``plans``. Parameters no plan trains (frozen ones) are left out of
+        the gradient average; when plans train different parameters (several outputs), DDP looks for unused ones."""
         runner = PlanRunner(module)
-        learning = {id(p) for p in trained}
+        learning = {id(p) for plan in plans for p in plan.trained}
         ignored = [name for name, p in runner.named_parameters() if id(p) not in learning]
         torch.nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(runner, ignored)
+        partial = any(len(plan.trained) != len(learning) for plan in plans)
         self.runner = torch.nn.parallel.DistributedDataParallel(
-            runner, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=find_unused)
+            runner, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=partial)
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` as a forward pass DDP knows of (so the backward averages gradients)."""

@@ -123,10 +123,7 @@ class Trainer(ResumableState):
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.run_directory = RunDirectory(self.run_dir, keep_checkpoints) if self.run_dir is not None else None
         self.best = checked_best(best)
-        self.accumulate = int_at_least(accumulate, 1, "Trainer: accumulate")
-        if self.accumulate > 1 and order != "simultaneous" and len(self.outputs) > 1:
-            raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
-                             f"steps would add to each other's gradients in order={order!r}.")
+        self.accumulate = checked_accumulate(accumulate, order, self.outputs)
         self.ema = check_decay(ema)
         self.average: WeightAverage | None = None  # made when the network is in place (start, resume)
         self.distributed = Distributed.from_environment(device)  # under torchrun: joins the process group
@@ -280,9 +277,7 @@ class Trainer(ResumableState):
         else:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
         if self.distributed.active:
-            trained = {id(p): p for _, plan in self._step_plans for p in plan.trained}
-            partial = any(len(plan.trained) != len(trained) for _, plan in self._step_plans)
-            self.distributed.wrap(net.module, self.hardware.device, list(trained.values()), find_unused=partial)
+            self.distributed.wrap(net.module, self.hardware.device, [plan for _, plan in self._step_plans])
         for _, plan in self._step_plans:
             for scenario in plan.scenari():
                 if scenario.schedule is not None:
@@ -439,12 +434,11 @@ class Trainer(ResumableState):
             return self._elapsed_before
         return self._elapsed_before + time.perf_counter() - self._session_start
 
-    # -- settings -------------------------------------------------------------------------
-    def _config(self) -> dict:
-        """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
-        config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
-        config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
-                      checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
-                      device=str(self.device), precision=self.precision, compile=self.compile, resume=self.resume_mode,
-                      recorders=[describe_object(r) for r in self.recorders])
-        return config
+
+def checked_accumulate(accumulate: Any, order: str, outputs: list[str]) -> int:
+    """``accumulate`` checked: at least 1, and with several outputs only in order "simultaneous"."""
+    accumulate = int_at_least(accumulate, 1, "Trainer: accumulate")
+    if accumulate > 1 and order != "simultaneous" and len(outputs) > 1:
+        raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
+                         f"steps would add to each other's gradients in order={order!r}.")
+    return accumulate

@@ -21,6 +21,7 @@ from mariana.training import checkpoint as CK
 from mariana.training.callbacks import load_states, states
 from mariana.training.distributed import on_host
 from mariana.training.history import History
+from mariana.training.run_directory import describe_object
 
 if TYPE_CHECKING:
     from mariana.training.trainer import Trainer
@@ -88,6 +89,15 @@ class ResumableState:
         load_states(self.recorders, state["recorders"])
         CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
 
+
+    def _config(self: Trainer) -> dict:
+        """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
+        config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
+        config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
+                      checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
+                      device=str(self.device), precision=self.precision, compile=self.compile, resume=self.resume_mode,
+                      recorders=[describe_object(r) for r in self.recorders])
+        return config
 
     # -- checkpoints ----------------------------------------------------------------------
     def shared_state(self: Trainer, reason: str) -> dict:
