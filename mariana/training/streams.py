@@ -120,13 +120,18 @@ def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], cla
     return sums.means()
 
 
+#: A stream read batch by batch reads the next batch ahead only when reading one takes more than this share of a step.
+READ_AHEAD_SHARE = 0.2
+
+
 class FileStream:
     """A stream read batch by batch: file-backed arrays, torch Datasets; each batch is read, checked and converted when needed.
 
     It offers what the Trainer uses of a :class:`PreparedStream` (``len``, ``device``,
     ``rows``, ``in_order``), on the host. The next batch is read on a background
-    thread while the current one trains (:class:`mariana.training.prefetch.Prefetch`
-    guesses which rows come next, also when each call is one rank's shard of a batch).
+    thread while the current one trains when reading is slow enough for that to pay
+    (:class:`mariana.training.prefetch.Prefetch` guesses which rows come next, also
+    when each call is one rank's shard of a batch).
     """
 
     def __init__(self, plan: CostPlan, mapper: Any, classifiers: Sequence[str]) -> None:
@@ -160,7 +165,7 @@ class FileStream:
             if reader is not self._sequential:
                 reader.drop()
         self._readers = [reader for reader in self._readers if reader is self._sequential]
-        reader = Prefetch(read, total, self._executor)
+        reader = Prefetch(read, total, self._executor, min_share=READ_AHEAD_SHARE)
         self._readers.append(reader)
         return reader
 

@@ -99,3 +99,20 @@ def test_streams_read_from_files_or_datasets_give_the_rows_of_each_shard(tmp_pat
             assert torch.equal(stream.rows(low, min(low + 64, 200)).feeds["inp"], torch.from_numpy(x[low:low + 64]))
     finally:
         stream.close()
+
+
+def test_a_read_ahead_starts_only_when_reading_is_a_real_share_of_the_callers_time(pool):
+    import time
+
+    def slow(low, high):
+        time.sleep(0.02)
+        return (low, high)
+
+    fast_reads = Prefetch(lambda low, high: (low, high), 100, lambda: pool, min_share=0.2)
+    slow_reads = Prefetch(slow, 100, lambda: pool, min_share=0.2)
+    for rows in (fast_reads, slow_reads):
+        for low in range(0, 40, 10):
+            assert rows(low, low + 10) == (low, low + 10)
+            time.sleep(0.005)  # the caller's work on the batch
+    assert fast_reads.pending_rows() is None and slow_reads.pending_rows() == (40, 50)
+    assert slow_reads(40, 50) == (40, 50)
