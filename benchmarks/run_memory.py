@@ -136,7 +136,9 @@ f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB')"
                 subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--big-gb", str(args.big_gb),
                                 "--write", source, folder], check=True)
             for mode in ("without", "with"):
-                subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", source, folder, mode], check=True)
+                child = subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", source, folder, mode],
+                                       check=True, capture_output=True, text=True)
+                print(child.stdout.splitlines()[0], flush=True)  # the last line is the JSON that --throughput reads
 
 
 if __name__ == "__main__":
