@@ -121,7 +121,7 @@ def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], cla
 
 
 #: A stream read batch by batch reads the next batch ahead only when reading one takes more than this share of a step.
-READ_AHEAD_SHARE = 0.2
+READ_AHEAD_SHARE = 0.5
 
 
 class FileStream:
