@@ -10,13 +10,22 @@ mark): an MLP 784-500-10 trained for one epoch, batch 64, no progress bar.
 
 ``--baseline`` prints the peak RSS of a process that only imports torch and Mariana.
 
+``--throughput N`` measures images/s instead: N rounds, each training one epoch from
+memory and one from the memory-mapped files (no run directory), every epoch in a fresh
+process, the two sources alternating so a busy machine slows both alike; it prints
+each epoch, then the medians and their ratio. Wall time is what the goal is about; the
+process's CPU time (all its threads) is printed beside it because it is far less
+sensitive to other processes on a small shared machine.
+
     $ python benchmarks/run_memory.py --data-dir ../shared/data/mnist --source memory mmap
+    $ python benchmarks/run_memory.py --data-dir ../shared/data/mnist --throughput 5
     $ PYTHONPATH=path/to/other/checkout python benchmarks/run_memory.py ...   # the same measure on other code
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import subprocess
@@ -25,6 +34,8 @@ import tempfile
 import time
 
 import numpy as np
+
+ROWS_PER_EPOCH = 60000
 
 
 def write_files(source: str, data_dir: str, folder: str, big_gb: float) -> None:
@@ -54,7 +65,7 @@ def arrays(source: str, data_dir: str, folder: str) -> tuple[np.ndarray, np.ndar
     return np.load(os.path.join(folder, "x.npy"), mmap_mode="r"), np.load(os.path.join(folder, "y.npy"), mmap_mode="r")
 
 
-def one_epoch(source: str, data_dir: str, folder: str, with_run_dir: bool) -> None:
+def one_epoch(source: str, data_dir: str, folder: str, with_run_dir: bool) -> dict:
     import torch
 
     import mariana as mar
@@ -67,13 +78,33 @@ def one_epoch(source: str, data_dir: str, folder: str, with_run_dir: bool) -> No
         setup_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         mar.seed(0)
         net = build_mlp((784,), 10, hidden=500)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         Trainer(net, "out", batch_size=64, stops=[stops.EpochWall(1)], recorders=[],
                 run_dir=os.path.join(run_parent, "run") if with_run_dir else None).start(DatasetMapper(inp=x, out=y))
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"{source:6s} {'with' if with_run_dir else 'without':7s} run dir: peak RSS {peak:,.0f} MB (after loading the data: "
-          f"{setup_peak:,.0f} MB), {len(x):,} rows in {seconds:.1f} s = {len(x) / seconds:,.0f} images/s")
+          f"{setup_peak:,.0f} MB), {len(x):,} rows in {seconds:.1f} s = {len(x) / seconds:,.0f} images/s "
+          f"({cpu_seconds:.1f} s of CPU)", flush=True)
+    return {"source": source, "images_per_s": len(x) / seconds, "cpu_images_per_s": len(x) / cpu_seconds}
+
+
+def throughput(rounds: int, data_dir: str) -> None:
+    """Median images/s (wall and CPU) of ``rounds`` alternating fresh-process epochs from memory and from mmap."""
+    results: dict[str, list[dict]] = {"memory": [], "mmap": []}
+    with tempfile.TemporaryDirectory() as folder:
+        subprocess.run([sys.executable, __file__, "--data-dir", data_dir, "--write", "mmap", folder], check=True)
+        for _ in range(rounds):
+            for source in results:
+                child = subprocess.run([sys.executable, __file__, "--data-dir", data_dir, "--child", source, folder, "without"],
+                                       check=True, capture_output=True, text=True)
+                print(child.stdout.splitlines()[0], flush=True)
+                results[source].append(json.loads(child.stdout.splitlines()[-1]))
+    medians = {source: {key: float(np.median([r[key] for r in runs])) for key in ("images_per_s", "cpu_images_per_s")}
+               for source, runs in results.items()}
+    for key, label in (("images_per_s", "wall"), ("cpu_images_per_s", "CPU")):
+        print(f"median of {rounds}, {label:4s} time: memory {medians['memory'][key]:,.0f} images/s, mmap "
+              f"{medians['mmap'][key]:,.0f} images/s, mmap / memory = {medians['mmap'][key] / medians['memory'][key]:.3f}")
 
 
 def main() -> None:
@@ -82,6 +113,7 @@ def main() -> None:
     parser.add_argument("--source", nargs="+", choices=["memory", "mmap", "big"], default=["memory"])
     parser.add_argument("--big-gb", type=float, default=4.0)
     parser.add_argument("--baseline", action="store_true")
+    parser.add_argument("--throughput", type=int, metavar="ROUNDS", help="median images/s of memory vs mmap over ROUNDS rounds")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--write", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -89,7 +121,10 @@ def main() -> None:
         write_files(args.write[0], args.data_dir, args.write[1], args.big_gb)
         return
     if args.child:
-        one_epoch(args.child[0], args.data_dir, args.child[1], args.child[2] == "with")
+        print(json.dumps(one_epoch(args.child[0], args.data_dir, args.child[1], args.child[2] == "with")))
+        return
+    if args.throughput:
+        throughput(args.throughput, args.data_dir)
         return
     if args.baseline:
         code = "import resource, torch, mariana.training; print(f'baseline (import torch and Mariana): peak RSS ' \
@@ -101,7 +136,9 @@ f'{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MB')"
                 subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--big-gb", str(args.big_gb),
                                 "--write", source, folder], check=True)
             for mode in ("without", "with"):
-                subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", source, folder, mode], check=True)
+                child = subprocess.run([sys.executable, __file__, "--data-dir", args.data_dir, "--child", source, folder, mode],
+                                       check=True, capture_output=True, text=True)
+                print(child.stdout.splitlines()[0], flush=True)  # the last line is the JSON that --throughput reads
 
 
 if __name__ == "__main__":

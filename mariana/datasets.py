@@ -8,6 +8,16 @@ four standard gzip idx files (``train-images-idx3-ubyte.gz``,
 ``mnist/`` and ``fashion-mnist/`` folders or directly at the folder with the
 four files.
 
+``mnist(path, mmap=True)`` (what ``mariana demo --dataset mnist`` uses) decodes
+the idx files once into float32/int64 ``.npy`` files in a cache folder
+(``$MARIANA_CACHE``, else ``$XDG_CACHE_HOME/mariana``, else ``~/.cache/mariana``),
+named after the idx files' sha256, and returns them memory-mapped. A Trainer
+reads memory-mapped arrays batch by batch and records them in its run
+directory by path, size and sha256 instead of copying them, so every run
+shares the one decoded copy, and ``mariana resume`` reopens it (checking its
+sha256). Deleting the cache is safe between runs; a run that still needs it
+asks for the file back, and the next ``mmap=True`` load writes it again.
+
 Example:
     >>> from mariana.datasets import digits
     >>> data = digits()
@@ -21,10 +31,13 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 from pathlib import Path
 
 import numpy as np
+
+from mariana.files import atomic_write, file_sha256
 
 IDX_FILES = {
     ("train", "x"): "train-images-idx3-ubyte.gz",
@@ -90,11 +103,35 @@ def _idx_folder(path: str | os.PathLike | None, name: str) -> Path:
     return root / name if (root / name / IDX_FILES[("train", "x")]).exists() else root
 
 
-def _load_idx_set(path: str | os.PathLike | None, name: str) -> dict[str, dict[str, np.ndarray]]:
+def cache_folder() -> Path:
+    """Where ``mmap=True`` keeps decoded data sets: ``$MARIANA_CACHE``, ``$XDG_CACHE_HOME/mariana`` or ``~/.cache/mariana``."""
+    if os.environ.get("MARIANA_CACHE"):
+        return Path(os.environ["MARIANA_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mariana"
+
+
+def _memory_mapped(folder: Path, name: str) -> dict[str, dict[str, np.ndarray]]:
+    """The decoded arrays as memory-mapped .npy files in the cache, written once per content of the idx files."""
+    digest = hashlib.sha256("".join(file_sha256(folder / file) for file in IDX_FILES.values()).encode()).hexdigest()
+    target = cache_folder() / f"{name}-{digest[:16]}"
+    paths = {(part, key): target / f"{part}-{key}.npy" for part, key in IDX_FILES}
+    if not all(path.is_file() for path in paths.values()):
+        target.mkdir(parents=True, exist_ok=True)
+        decoded = _decoded(folder, name)
+        for (part, key), path in paths.items():  # atomic: a concurrent run reads the old file or the whole new one
+            atomic_write(path, lambda file, array=decoded[part][key]: np.save(file, array))
+    return {part: {key: np.load(paths[(part, key)], mmap_mode="r") for key in ("x", "y")} for part in ("train", "test")}
+
+
+def _load_idx_set(path: str | os.PathLike | None, name: str, mmap: bool = False) -> dict[str, dict[str, np.ndarray]]:
     folder = _idx_folder(path, name)
     missing = [file for file in IDX_FILES.values() if not (folder / file).exists()]
     if missing:
         raise FileNotFoundError(f"{name}: looked in {str(folder.resolve())!r} for {missing}, but they are not there.")
+    return _memory_mapped(folder, name) if mmap else _decoded(folder, name)
+
+
+def _decoded(folder: Path, name: str) -> dict[str, dict[str, np.ndarray]]:
     split: dict[str, dict[str, np.ndarray]] = {"train": {}, "test": {}}
     for (part, key), file in IDX_FILES.items():
         array = read_idx(folder / file)
@@ -105,7 +142,7 @@ def _load_idx_set(path: str | os.PathLike | None, name: str) -> dict[str, dict[s
     return split
 
 
-def mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
+def mnist(path: str | os.PathLike | None = None, mmap: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """MNIST, ready to train on: ``{"train": {"x", "y"}, "test": {"x", "y"}}``.
 
     ``x`` is float32 **already scaled to [0, 1]** (the bytes divided by 255; do
@@ -113,11 +150,13 @@ def mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarr
     ``(10000, 784)`` for test; reshape to ``(-1, 1, 28, 28)`` for a
     convolution. ``y`` holds the class ids 0-9 as int64, shape ``(n,)``.
     Reads the four idx files from ``path`` or ``$MARIANA_DATA`` (see the module
-    docstring); nothing is downloaded.
+    docstring); nothing is downloaded. ``mmap=True``: the same arrays, memory-mapped
+    from ``.npy`` files decoded once into :func:`cache_folder` (a Trainer then records
+    them by path and sha256 instead of copying them into its run directory).
     """
-    return _load_idx_set(path, "mnist")
+    return _load_idx_set(path, "mnist", mmap)
 
 
-def fashion_mnist(path: str | os.PathLike | None = None) -> dict[str, dict[str, np.ndarray]]:
+def fashion_mnist(path: str | os.PathLike | None = None, mmap: bool = False) -> dict[str, dict[str, np.ndarray]]:
     """Fashion-MNIST, in the same layout as :func:`mnist`: ``x`` float32 in [0, 1] of shape ``(n, 784)``, ``y`` int64."""
-    return _load_idx_set(path, "fashion-mnist")
+    return _load_idx_set(path, "fashion-mnist", mmap)

@@ -4,6 +4,11 @@ Digits (scikit-learn's embedded 8x8 images) by default; ``--dataset mnist``
 or ``fashion-mnist`` read the idx files from ``--data-dir`` or
 ``$MARIANA_DATA``. ``--model`` names a builder in ``mariana.models.BUILDERS``.
 The run directory gets the CSV log, the HTML report, the checkpoints and the saved model.
+MNIST's arrays are memory-mapped from the decoded copy that
+``mariana.datasets.mnist(path, mmap=True)`` keeps in ``$MARIANA_CACHE``
+(default ``~/.cache/mariana``): the run directory records those files by path,
+size and sha256 instead of copying 180 MB into every run, and
+``mariana resume`` reopens them. The digits are small and copied.
 
 Example:
     $ mariana demo --epochs 30
@@ -28,8 +33,8 @@ from mariana.models import BUILDERS
 #: name -> (loader, image shape (channels, rows, cols), default epochs)
 DATASETS = {
     "digits": (lambda path: datasets.digits(), (1, 8, 8), 30),
-    "mnist": (datasets.mnist, (1, 28, 28), 5),
-    "fashion-mnist": (datasets.fashion_mnist, (1, 28, 28), 5),
+    "mnist": (lambda path: datasets.mnist(path, mmap=True), (1, 28, 28), 5),
+    "fashion-mnist": (lambda path: datasets.fashion_mnist(path, mmap=True), (1, 28, 28), 5),
 }
 
 
@@ -70,6 +75,9 @@ def run_demo(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as error:  # missing or damaged idx files
         hint = "" if "MARIANA_DATA" in str(error) else " Pass --data-dir FOLDER or set MARIANA_DATA (the demo downloads nothing)."
         raise CommandError(f"{error}{hint}") from None
+    except OSError as error:  # the decoded copy cannot be written to the cache
+        raise CommandError(f"cannot write the decoded {args.dataset} to {datasets.cache_folder()} ({error.strerror}); "
+                           f"set MARIANA_CACHE to a writable folder") from None
     threads = args.threads or (1 if args.dataset == "digits" else None)
     if threads:
         torch.set_num_threads(threads)

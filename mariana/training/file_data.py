@@ -25,6 +25,9 @@ import numpy as np
 
 from mariana.files import file_sha256
 
+#: Rows closer than this many bytes are read in one call, with the rows between them (cheaper than a call per row).
+GAP_BYTES = 16 * 2**10
+
 
 def is_file_backed(array: object) -> bool:
     """A ``np.memmap`` over a named file (what ``np.load(..., mmap_mode="r")`` returns)."""
@@ -53,26 +56,42 @@ class FileRows:
         return self.shape[0]
 
     def take(self, indices: np.ndarray) -> np.ndarray:
-        """The rows at ``indices`` (any order), as a new in-memory array."""
+        """The rows at ``indices`` (any order), as a new in-memory array.
+
+        The indices are sorted and grouped into runs that one read covers: adjacent
+        rows, and rows close enough that reading the few between them is cheaper than
+        another system call (labels: a whole batch in one read). Each run is read
+        straight into its buffer, then the rows are put in the asked order.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
         out = np.empty((len(indices), *self.shape[1:]), dtype=self.dtype)
-        buffer = out.reshape(len(indices), -1).view(np.uint8)
+        if not len(indices):
+            return out
+        if indices.min() < 0 or indices.max() >= self.shape[0]:
+            raise IndexError(f"{str(self.path)!r}: rows {indices.min()}..{indices.max()} are outside its {self.shape[0]} rows.")
+        ordered = np.argsort(indices, kind="stable")
+        wanted = indices[ordered]
+        # A new read starts where the gap to the previous row costs more bytes than GAP_BYTES.
+        starts = np.flatnonzero(np.diff(wanted) * self.row_bytes > GAP_BYTES) + 1
+        rows = out.reshape(len(indices), -1).view(np.uint8)
         descriptor = os.open(self.path, os.O_RDONLY)
         try:
-            if len(indices) and np.all(np.diff(indices) == 1):  # a contiguous run: one read
-                buffer[:] = np.frombuffer(self._read(descriptor, int(indices[0]), len(indices)), np.uint8).reshape(buffer.shape)
-            else:
-                for position, index in enumerate(indices):
-                    buffer[position] = np.frombuffer(self._read(descriptor, int(index), 1), np.uint8)
+            for first, last in zip([0, *starts.tolist()], [*starts.tolist(), len(wanted)]):
+                low = int(wanted[first])
+                if last - first == 1:  # a lone row (random order): read straight into its place
+                    self._read_into(descriptor, low, rows[ordered[first]])
+                    continue
+                span = np.empty((int(wanted[last - 1]) + 1 - low, self.row_bytes), dtype=np.uint8)
+                self._read_into(descriptor, low, span)
+                rows[ordered[first:last]] = span[wanted[first:last] - low]
         finally:
             os.close(descriptor)
         return out
 
-    def _read(self, descriptor: int, first: int, count: int) -> bytes:
-        size = count * self.row_bytes
-        data = os.pread(descriptor, size, self.offset + first * self.row_bytes)
-        if len(data) != size:
+    def _read_into(self, descriptor: int, first: int, buffer: np.ndarray) -> None:
+        """Fill ``buffer`` (bytes of whole rows) from row ``first`` on, with one system call."""
+        if buffer.nbytes and os.preadv(descriptor, [buffer], self.offset + first * self.row_bytes) != buffer.nbytes:
             raise ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
-        return data
 
     def describe(self) -> dict:
         """What the run directory records instead of a copy: path, size, sha256 and the array's layout."""

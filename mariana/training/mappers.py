@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch
 
 from mariana.checks import is_int, refuse_masked
 from mariana.registry import Configurable, deserialize, serialize
+from mariana.training.dataset_rows import DatasetColumn, DatasetRows
 from mariana.training.file_data import FileRows, is_file_backed
 
 
@@ -161,14 +163,21 @@ class DatasetMapper(Mapping):
     copy. In-memory arrays are copied into the run directory so ``resume(run_dir)``
     alone works; ``copy_data=False`` skips that copy, and resuming then needs the
     same data passed again (checked against its hash).
+
+    A map-style ``torch.utils.data.Dataset`` goes through :meth:`from_dataset`,
+    which names where each layer's value lies in an item (``inp=0, out=1`` for
+    ``(x, y)`` tuples); see there.
     """
 
     def __init__(self, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None, copy_data: bool = True,
                  **arrays: Any) -> None:
         if not arrays:
             raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
-        converted: dict[str, np.ndarray | torch.Tensor] = {}
+        converted: dict[str, np.ndarray | torch.Tensor | DatasetColumn] = {}
         for key, value in arrays.items():
+            if isinstance(value, DatasetColumn):
+                converted[key] = value
+                continue
             refuse_masked(value, f"DatasetMapper: {key!r}")
             if not isinstance(value, (np.ndarray, torch.Tensor)):
                 try:
@@ -190,14 +199,49 @@ class DatasetMapper(Mapping):
         if next(iter(lengths.values())) == 0:
             raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
         self._arrays = converted
-        self.files = {key: FileRows(value) for key, value in converted.items() if is_file_backed(value)}
+        #: The arrays kept out of memory, read batch by batch: FileRows of memory-mapped files, columns of torch Datasets.
+        self.files: dict[str, FileRows | DatasetColumn] = {
+            key: FileRows(value) if is_file_backed(value) else value for key, value in converted.items()
+            if is_file_backed(value) or isinstance(value, DatasetColumn)}
+        self.datasets = list({id(c.rows): c.rows for c in self.files.values() if isinstance(c, DatasetColumn)}.values())
         self.copy_data = bool(copy_data)
         self.weights = _sample_weights(weights, len(self))
         self.sampler = as_sampler(sampler)
         self._hash: str | None = None
         self._file_records: dict[str, dict] | None = None
+        self._stream_names: list[str] = []  # the streams check_against saw, to name them in a Dataset's errors
 
-    def __getitem__(self, key: str) -> np.ndarray | torch.Tensor:
+    @classmethod
+    def from_dataset(cls, dataset: Any, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None,
+                     **fields: int | str) -> DatasetMapper:
+        """A mapper over a map-style ``torch.utils.data.Dataset``: ``layer_name=field`` for each layer it feeds.
+
+        ``field`` is a position when ``dataset[i]`` returns a tuple or list (``inp=0,
+        out=1`` for ``(x, y)``, as torchvision's datasets do), a key when it returns a
+        dict (``inp="image"``). The Trainer gathers each batch's items
+        (``dataset[i]`` for each index, or ``dataset.__getitems__(indices)`` when the
+        dataset has it) on a background thread while the previous batch trains, so
+        only a batch or two are ever in memory. Training on a Dataset is
+        bit-identical to training on arrays holding the same rows.
+
+        A Dataset cannot be copied or hashed: the run directory records its class,
+        its length and the fields' shapes and dtypes, and ``Trainer.resume`` needs the
+        same data passed again. Rows whose shape or dtype differ from item 0's raise
+        a ``ValueError`` naming the stream, the layer and the row. An
+        ``IterableDataset`` (no ``len``, no ``dataset[i]``) is refused with a TypeError.
+
+        Example:
+            >>> import torch
+            >>> from torch.utils.data import TensorDataset
+            >>> pairs = TensorDataset(torch.randn(100, 3), torch.randint(0, 2, (100,)))
+            >>> mapper = DatasetMapper.from_dataset(pairs, inp=0, out=1)
+            >>> len(mapper), mapper["inp"].shape, mapper["out"].dtype
+            (100, (100, 3), dtype('int64'))
+        """
+        rows = DatasetRows(dataset, fields)
+        return cls(sampler=sampler, weights=weights, copy_data=False, **rows.columns)
+
+    def __getitem__(self, key: str) -> np.ndarray | torch.Tensor | DatasetColumn:
         return self._arrays[key]
 
     def __iter__(self):
@@ -214,6 +258,8 @@ class DatasetMapper(Mapping):
     def numpy(self, key: str) -> np.ndarray:
         """The array ``key`` as a C-contiguous numpy array (a copy only when needed)."""
         value = self._arrays[key]
+        if isinstance(value, DatasetColumn):  # the whole column, read from the dataset a slice at a time
+            return np.concatenate([value.take(np.arange(low, min(low + 4096, len(value)))) for low in range(0, len(value), 4096)])
         if isinstance(value, torch.Tensor):
             value = value.detach().cpu().numpy()
         return np.ascontiguousarray(value)
@@ -227,6 +273,8 @@ class DatasetMapper(Mapping):
                 digest.update(array.data)
             for key, record in sorted(self.file_records().items()):  # file-backed: the file's own sha256, read in blocks
                 digest.update(f"{key}|file|{record['dtype']}|{record['shape']}|{record['offset']}|{record['sha256']}|".encode())
+            for record in self.dataset_records():  # a Dataset cannot be hashed: its class, length and layout stand for it
+                digest.update(f"dataset|{json.dumps(record, sort_keys=True)}|".encode())
             self._hash = digest.hexdigest()
         return self._hash
 
@@ -241,16 +289,30 @@ class DatasetMapper(Mapping):
     def file_records(self) -> dict[str, dict]:
         """Path, size, sha256 and layout of each file-backed array (computed once)."""
         if self._file_records is None:
-            self._file_records = {key: rows.describe() for key, rows in self.files.items()}
+            self._file_records = {key: rows.describe() for key, rows in self.files.items() if isinstance(rows, FileRows)}
         return self._file_records
+
+    def dataset_records(self) -> list[dict]:
+        """Class, length and layout of each torch Dataset the mapper reads (what stands in for its hash)."""
+        return [rows.describe() for rows in self.datasets]
 
     def rows(self, key: str, indices: np.ndarray) -> np.ndarray:
         """The rows ``indices`` of array ``key`` (read from its file when it is file-backed)."""
         return self.files[key].take(indices) if key in self.files else self.numpy(key)[indices]
 
+    def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        """The rows ``indices`` of every array (each Dataset's items read once for all the layers they feed)."""
+        gathered: dict[str, np.ndarray] = {}
+        for rows in self.datasets:
+            gathered.update(rows.take(indices))
+        return {key: gathered[key] if key in gathered else self.rows(key, indices) for key in self._arrays}
+
     def check_against(self, stream: str, inputs: list[str], targets: list[str], layers: list[str]) -> None:
         """``ValueError`` naming the key when this mapper does not fit the network's inputs/targets."""
         expected = inputs + targets
+        self._stream_names = list(dict.fromkeys([*self._stream_names, stream]))
+        for rows in self.datasets:  # a mapper used as train and valid reads rows for both: name both
+            rows.stream = " and ".join(repr(name) for name in self._stream_names)
         for key in self._arrays:
             if key not in layers:
                 raise ValueError(
@@ -278,6 +340,7 @@ class DatasetMapper(Mapping):
             "sampler": serialize(self.sampler),
             "weights": sorted(self.weights),
             "files": self.file_records(),
+            "datasets": self.dataset_records(),
             "copied": self.copy_data,
             "sha256": self.content_hash(),
         }
@@ -304,6 +367,9 @@ def as_mapper(data: Any, stream: str) -> DatasetMapper | None:
         return data
     if isinstance(data, Mapping):
         return DatasetMapper(sampler="shuffled" if stream == "train" else "sequential", **data)
+    if isinstance(data, torch.utils.data.Dataset):
+        raise TypeError(f"{stream}: a torch Dataset needs the layer each of its fields feeds: pass "
+                        f"DatasetMapper.from_dataset(dataset, inp=0, out=1) (positions in a tuple item, or keys of a dict item).")
     raise TypeError(f"{stream}: expected a DatasetMapper or a dict of layer_name -> array, but received {type(data).__name__}.")
 
 

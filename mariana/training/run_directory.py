@@ -115,6 +115,11 @@ class RunDirectory:
 
     def load_data(self, stream: str, info: dict) -> DatasetMapper:
         """The run's own copy of ``stream``'s data (and the files it read), as a mapper with the recorded sampler."""
+        if info.get("datasets"):
+            names = ", ".join(f"{record['class']}, {record['length']} rows" for record in info["datasets"])
+            raise ValueError(f"The run in {str(self.path)!r} read its {stream} data from a torch Dataset ({names}), which a run "
+                             f"directory cannot copy: pass the same data again to resume, e.g. Trainer.resume(run_dir, "
+                             f"{stream}=DatasetMapper.from_dataset(dataset, ...)).")
         if not info.get("copied", True):
             raise ValueError(f"The run in {str(self.path)!r} did not copy its {stream} data (copy_data=False): "
                              f"pass the same data again to resume, e.g. Trainer.resume(run_dir, {stream}=...).")

@@ -20,6 +20,7 @@ import torch
 
 from mariana.execution import CostPlan
 from mariana.training.metrics import EpochSums
+from mariana.training.prefetch import Prefetch
 
 Tensors = dict[str, torch.Tensor]
 
@@ -122,49 +123,65 @@ def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], cla
     return (summed(sums) if summed is not None else sums).means()
 
 
+#: A stream read batch by batch reads the next batch ahead only when reading one takes more than this share of a step.
+READ_AHEAD_SHARE = 0.5
+
+
 class FileStream:
-    """A stream whose arrays include file-backed ones: each batch is read, checked and converted when needed.
+    """A stream read batch by batch: file-backed arrays, torch Datasets; each batch is read, checked and converted when needed.
 
     It offers what the Trainer uses of a :class:`PreparedStream` (``len``, ``device``,
-    ``rows``, ``in_order``), on the host; the next batch of an epoch is prepared on a
-    background thread while the current one trains.
+    ``rows``, ``in_order``), on the host. The next batch is read on a background
+    thread while the current one trains when reading is slow enough for that to pay
+    (:class:`mariana.training.prefetch.Prefetch` guesses which rows come next, also
+    when each call is one rank's shard of a batch).
     """
 
     def __init__(self, plan: CostPlan, mapper: Any, classifiers: Sequence[str]) -> None:
         self.plan, self.mapper, self.classifiers = plan, mapper, list(classifiers)
         self.device = torch.device("cpu")
         self._prefetch: concurrent.futures.ThreadPoolExecutor | None = None
+        self._readers: list[Prefetch] = []
+        self._sequential: Prefetch | None = None
 
     def __len__(self) -> int:
         return len(self.mapper)
 
     def batch(self, indices: np.ndarray) -> PreparedStream:
         """The rows ``indices``, read and prepared like a whole in-memory stream would be."""
-        data = {key: self.mapper.rows(key, indices) for key in self.mapper}
+        data = self.mapper.batch(indices)
         weights = {name: torch.from_numpy(w[indices]) for name, w in self.mapper.weights.items()}
         return PreparedStream.prepare(self.plan, data, self.classifiers, to_device=False, weights=weights)
 
     def rows(self, low: int, high: int) -> PreparedStream:
-        return self.batch(np.arange(low, high))
+        """Rows ``low:high`` in stored order (evaluations read them one batch after another: prefetched too)."""
+        if self._sequential is None:
+            self._sequential = self._reader(lambda first, last: self.batch(np.arange(first, last)), len(self))
+        return self._sequential(low, high)
 
     def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
         indices = order.cpu().numpy()
-        pending: dict[tuple[int, int], concurrent.futures.Future] = {}
+        return self._reader(lambda low, high: self.batch(indices[low:high]), len(indices))
 
-        def rows(low: int, high: int) -> PreparedStream:
-            job = pending.pop((low, high), None)
-            batch = job.result() if job is not None else self.batch(indices[low:high])
-            if high < len(indices):  # read the next batch while this one trains
-                if self._prefetch is None:
-                    self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-prefetch")
-                following = (high, min(high + (high - low), len(indices)))
-                pending[following] = self._prefetch.submit(self.batch, indices[following[0]:following[1]])
-            return batch
+    def _reader(self, read: Callable[[int, int], PreparedStream], total: int) -> Prefetch:
+        for reader in self._readers:  # an earlier epoch's reader: its read ahead is of no use any more
+            if reader is not self._sequential:
+                reader.drop()
+        self._readers = [reader for reader in self._readers if reader is self._sequential]
+        reader = Prefetch(read, total, self._executor, min_share=READ_AHEAD_SHARE)
+        self._readers.append(reader)
+        return reader
 
-        return rows
+    def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        if self._prefetch is None:
+            self._prefetch = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="mariana-prefetch")
+        return self._prefetch
 
     def close(self) -> None:
         """Stop the prefetch thread (the Trainer calls it when a session ends; a later epoch starts a new one)."""
+        for reader in self._readers:
+            reader.drop()
+        self._readers, self._sequential = [], None
         if self._prefetch is not None:
             self._prefetch.shutdown(wait=True, cancel_futures=True)
             self._prefetch = None
