@@ -155,7 +155,7 @@ def test_the_trainer_drives_reduce_lr_on_plateau_from_a_stream():
 
 def test_a_user_callback_logs_the_learning_rate_and_the_gradient_norm(tmp_path):
     @mar.register
-    class LearningRateLog(recorders.Recorder):
+    class LayerLearningRateLog(recorders.Recorder):
         """Appends each epoch's lr and the last step's gradient norm of one layer's scenario."""
 
         hyperparameters = ("layer",)
@@ -175,13 +175,13 @@ def test_a_user_callback_logs_the_learning_rate_and_the_gradient_norm(tmp_path):
 
     net = regression(MS.GradientDescent(0.1, clip_norm=math.inf, schedule=MS.StepDecay(3, 0.5)))
     x, y = data()
-    log = LearningRateLog("out")
+    log = LayerLearningRateLog("out")
     with pytest.raises(RuntimeError, match="recorder failure"):
         Trainer(net, "out", batch_size=16, stops=[stops.EpochWall(3)], recorders=[log, RaiseAt(2, 2)],
                 run_dir=tmp_path / "run").start(DatasetMapper(inp=x, out=y))
     assert [row[0] for row in log.rows] == [1]
     resumed = Trainer.resume(tmp_path / "run")  # rebuilds both recorders from run.json; the failure lies behind
-    assert isinstance(resumed.recorders[0], LearningRateLog)
+    assert isinstance(resumed.recorders[0], LayerLearningRateLog)
     rows = resumed.recorders[0].rows
     assert [row[0] for row in rows] == [1, 2, 3] and rows[0] == log.rows[0]
     assert rows[1][1] == pytest.approx(0.1 * 0.5 ** 2) and all(row[2] > 0 for row in rows)  # 3 steps an epoch
