@@ -47,7 +47,8 @@ def mariana_worker(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
     mar.seed(0)
     net = (ML.Input(784, name="inp") > ML.Hidden(500, activation=MA.ReLU(), name="hid")
            > ML.SoftmaxClassifier(10, learning_scenari=[MS.GradientDescent(lr=0.05, momentum=0.9)], name="out"))
-    trainer = Trainer(net, "out", batch_size=64, stops=[stops.EpochWall(epochs)], recorders=[], seed=0)
+    run_dir = os.environ.get("BENCH_RUN_DIR") or None  # with a run directory, processes agree on interrupts at every step
+    trainer = Trainer(net, "out", batch_size=64, stops=[stops.EpochWall(epochs)], recorders=[], seed=0, run_dir=run_dir)
     start = time.perf_counter()
     trainer.start(DatasetMapper(inp=x, out=y))
     return time.perf_counter() - start

@@ -15,7 +15,8 @@ process group), the Trainer:
   the world size is refused), scaled so the averaged gradient is the one of
   the whole batch; valid and test streams are split in contiguous shares;
 * sums the metrics of all ranks, agrees on interrupts at each step boundary
-  and on each epoch's entry, and lets only rank 0 write (run directory,
+  (a signal on any rank stops all of them one step later, at the same
+  boundary) and on each epoch's entry, and lets only rank 0 write (run directory,
   checkpoints, recorders, progress bar).
 
 Control messages (metrics, agreement, checkpoint states) go through a gloo
@@ -69,6 +70,7 @@ class Distributed:
         self.rank, self.world_size, self.local_rank = rank, world_size, local_rank
         self.control = control  #: the gloo group for control messages (None: the default group)
         self.runner: torch.nn.parallel.DistributedDataParallel | None = None
+        self._in_flight: tuple[Any, torch.Tensor] | None = None  # a reduction started by any(at_once=False)
 
     @classmethod
     def from_environment(cls, device: Any = "auto") -> Distributed:
@@ -137,12 +139,27 @@ class Distributed:
         return self.runner.no_sync() if self.runner is not None and not sync else contextlib.nullcontext()
 
     # -- messages -----------------------------------------------------------------------
-    def any(self, flag: bool) -> bool:
-        """Whether ``flag`` is true on any rank (all ranks get the same answer)."""
+    def any(self, flag: bool, at_once: bool = True) -> bool:
+        """Whether ``flag`` is true on any rank; all ranks get the same answer.
+
+        ``at_once=False`` (each step) does not wait: it starts this call's reduction and answers the previous
+        call's, so the step's time hides the message and every rank still learns it at the same call.
+        """
         if not self.active:
             return flag
+        earlier = self._earlier_answer()
         value = torch.tensor([int(flag)])
-        dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control)
+        work = dist.all_reduce(value, op=dist.ReduceOp.MAX, group=self.control, async_op=not at_once)
+        if at_once:
+            return earlier or bool(value.item())
+        self._in_flight = (work, value)
+        return earlier
+
+    def _earlier_answer(self) -> bool:
+        if self._in_flight is None:
+            return False
+        (work, value), self._in_flight = self._in_flight, None
+        work.wait()
         return bool(value.item())
 
     def broadcast(self, value: Any) -> Any:

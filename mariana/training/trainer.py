@@ -336,7 +336,7 @@ class Trainer(ResumableState):
         self.net.module.train(True)
         keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
         for step in range(self.position_step, steps):
-            if self._interrupted():
+            if self._interrupted(at_once=False):
                 self.interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),

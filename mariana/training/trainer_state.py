@@ -117,13 +117,17 @@ class ResumableState:
     def _can_save(self: Trainer) -> bool:
         return self.save_if_murdered and self.run_directory is not None
 
-    def _interrupted(self: Trainer) -> bool:
-        """Whether a signal asks to stop here; under DDP, whether one reached any rank (all ranks stop at this boundary)."""
+    def _interrupted(self: Trainer, at_once: bool = True) -> bool:
+        """Whether a signal asks to stop here. Under DDP all ranks must stop at the same boundary: between steps
+        (``at_once=False``) they learn of a signal on any rank one step later, all at the same step."""
         pending = self.interrupts.pending is not None
-        if self.distributed.active and self.interrupts.enabled and self.distributed.any(pending) and not pending:
+        if not (self.distributed.active and self.interrupts.enabled):
+            return pending
+        if not self.distributed.any(pending, at_once):
+            return False
+        if not pending:
             self.interrupts.pending = "SIGTERM"  # another rank's signal: stop and save with it
-            pending = True
-        return pending
+        return True
 
     def _emergency(self: Trainer, cause: str) -> str:
         """Write a checkpoint at this step boundary now; returns the message telling how to resume."""

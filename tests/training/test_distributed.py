@@ -94,9 +94,10 @@ def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_bit_identically(tmp_
 def test_sigterm_on_one_rank_saves_once_for_all_and_the_same_command_continues(tmp_path, data_file, uninterrupted):
     stopped = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout", "--term-at", "30")
     assert stopped.returncode != 0 and "exitcode  : 143" in stopped.stderr  # SystemExit(143), as a SIGTERM asks
-    # Both ranks stopped after step 10 of epoch 2: one emergency checkpoint, written by rank 0.
-    assert (tmp_path / "run" / "checkpoints" / "ckpt-000003-e1-s10.safetensors").exists()
-    assert "training stopped by SIGTERM at epoch 2, after step 10" in stopped.stderr
+    # The signal came during step 10 of epoch 2; both ranks learnt of it one step later and stopped after step 11:
+    # one emergency checkpoint, written by rank 0.
+    assert (tmp_path / "run" / "checkpoints" / "ckpt-000003-e1-s11.safetensors").exists()
+    assert "training stopped by SIGTERM at epoch 2, after step 11" in stopped.stderr
     rerun = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     resumed, reference = weights(tmp_path / "out"), weights(uninterrupted)
