@@ -42,7 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from mariana.execution import TrainingPlan
+from mariana.execution import CostResult, TrainingPlan
 from mariana.training.metrics import EpochSums
 from mariana.training.resume import ResumeWarning
 
@@ -129,6 +129,33 @@ class Distributed:
         partial = any(len(plan.trained) != len(learning) for plan in plans)
         self.runner = torch.nn.parallel.DistributedDataParallel(
             runner, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=partial)
+        with torch.no_grad():  # DDP's start-up broadcast of rank 0's weights skips the ignored (frozen) ones
+            for name, parameter in runner.named_parameters():
+                if name in ignored:
+                    dist.broadcast(parameter.data, src=0)
+
+    def share_buffers(self) -> None:
+        """Rank 0's buffers (BatchNorm's running statistics) on every rank, as DDP does before each forward pass:
+        before an evaluation, so every rank evaluates the same model."""
+        if self.runner is not None:
+            with torch.no_grad():
+                for buffer in self.runner.module.buffers():
+                    dist.broadcast(buffer, src=0)
+
+    def weighed_by_counts(self, result: CostResult, rows: int, batch_rows: int, counted: bool) -> CostResult:
+        """With class weights a loss is a weighted mean over this rank's rows: reweigh it by this rank's share of the
+        whole batch's weight (not of its rows), so the averaged gradient is the one-process batch's (one all-reduce)."""
+        if self.runner is None or not result.counts:
+            return result
+        names = list(result.counts)
+        counts = torch.stack([result.counts[name].float() for name in names]) * float(counted)
+        totals = counts.clone()
+        dist.all_reduce(totals)  # on the device, in the gradients' group: no host synchronisation
+        factor = counts / totals.clamp_min(torch.finfo(totals.dtype).tiny) * (batch_rows / max(rows, 1))
+        losses = dict(result.losses)
+        for index, name in enumerate(names):
+            losses[name] = losses[name] * factor[index].to(losses[name].dtype)
+        return CostResult(losses=losses, logits=result.logits, counts=result.counts)
 
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` as a forward pass DDP knows of (so the backward averages gradients)."""
@@ -202,22 +229,28 @@ class Distributed:
         return result
 
     def own(self, state: dict) -> dict:
-        """A checkpoint's state with this rank's own random states, running sums and pending gradients."""
+        """A checkpoint's state with this rank's own random states, running sums and pending gradients.
+
+        Another number of processes than the checkpoint's warns (batches split differently: not bit-identical);
+        then rank 0 keeps the recorded running sums, the other ranks start theirs from zero with their own seeds.
+        """
         ranks = state.get("ranks")
         if ranks is None:
-            return state
-        if not (isinstance(ranks, list) and ranks and all(isinstance(part, dict) and isinstance(part.get("rng"), dict)
-                                                       for part in ranks)):
-            raise ValueError("checkpoint state 'ranks' must be a non-empty list of each process's states.")
+            ranks = [{"rng": state["rng"], "sums": {key: state[key] for key in SUM_KEYS if key in state},
+                      "gradients": state.get("gradients", {})}]
+        elif not (isinstance(ranks, list) and ranks and all(_is_rank_part(part) for part in ranks)):
+            raise ValueError("checkpoint state 'ranks' must be a non-empty list of each process's states "
+                             "(objects with 'rng', 'sums' and 'gradients').")
         if len(ranks) != self.world_size:
-            warnings.warn(f"This checkpoint was written by {len(ranks)} processes and is resumed by {self.world_size}: "
+            warnings.warn(f"This checkpoint was written by {len(ranks)} process(es) and is resumed by {self.world_size}: "
                           f"the batches are split differently, so the run will not be bit-identical to an uninterrupted "
-                          f"one (and a mid-epoch resume counts only the running metrics of the ranks it finds).",
-                          ResumeWarning, stacklevel=3)
-        part = ranks[self.rank] if self.rank < len(ranks) else ranks[0]
-        own = {**state, "rng": part["rng"], "gradients": part.get("gradients", {})}
-        own.update(part.get("sums", {}))
-        return own
+                          f"one.", ResumeWarning, stacklevel=3)
+        if self.rank < len(ranks):
+            part = ranks[self.rank]
+        else:
+            part = {"rng": _reseeded(ranks[0]["rng"], self.rank), "sums": _zero_sums(ranks[0]["sums"]), "gradients": {}}
+        return {**state, "rng": part["rng"], "gradients": part["gradients"],
+                **{key: part["sums"][key] for key in SUM_KEYS if key in part["sums"]}}
 
     def summed(self, sums: EpochSums) -> EpochSums:
         """``sums`` added over all ranks (a new object: a checkpoint keeps each rank's own)."""
@@ -238,6 +271,30 @@ class Distributed:
         weights = {n: next(parts) for n in names}
         total.weights = {n: torch.tensor(weights[n], device=device) for n in names if next(parts) > 0}
         return total
+
+
+#: The running sums' entries in a checkpoint (see ``EpochSums.state_dict``).
+SUM_KEYS = ("loss_sums", "correct", "counts", "weight_sums")
+
+
+def _is_rank_part(part: Any) -> bool:
+    return (isinstance(part, dict) and isinstance(part.get("rng"), dict) and isinstance(part.get("sums"), dict)
+            and isinstance(part.get("gradients"), dict)
+            and all(isinstance(value, torch.Tensor) for value in part["gradients"].values()))
+
+
+def _zero_sums(sums: dict) -> dict:
+    """Running sums of the same outputs, all zero (a rank the checkpoint did not know starts its epoch share empty)."""
+    return {"loss_sums": {name: torch.zeros(()) for name in sums.get("loss_sums", {})},
+            "correct": {name: torch.zeros((), dtype=torch.int64) for name in sums.get("correct", {})},
+            "counts": dict.fromkeys(sums.get("counts", {}), 0), "weight_sums": {}}
+
+
+def _reseeded(rng: dict, rank: int) -> dict:
+    """``rng`` with torch's state replaced by one derived from it and ``rank`` (its own dropout masks)."""
+    state = rng.get("torch")
+    base = int(np.frombuffer(bytes(state[:8].tolist()), dtype=np.uint64)[0] >> 1) if isinstance(state, torch.Tensor) else 0
+    return {**rng, "torch": torch.Generator().manual_seed(rank_seed(base, rank)).get_state()}
 
 
 def _attempt(function: Callable[[bool], Any], first: bool) -> tuple[Any, BaseException | None]:

@@ -56,11 +56,12 @@ class EpochSums:
         return metrics
 
     def state_dict(self) -> dict:
-        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts, "weights": self.weights}
+        # "weight_sums": a checkpoint's "weights" are the network's
+        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts, "weight_sums": self.weights}
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self.loss.values())).device
         self.loss = {k: v.to(device) for k, v in state["loss_sums"].items()}
         self.correct = {k: v.to(device) for k, v in state["correct"].items()}
         self.counts = dict(state["counts"])
-        self.weights = {k: v.to(device) for k, v in state.get("weights", {}).items()}
+        self.weights = {k: v.to(device) for k, v in state.get("weight_sums", {}).items()}

@@ -94,6 +94,15 @@ def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequen
     return ResumePoint(net=net, settings=settings, streams=streams, state=state, threads=threads)
 
 
+def recorded_device(run_dir: str | Path) -> Any:
+    """The ``device`` a run was recorded with ("auto" when run.json cannot say): decides a resumed run's backend."""
+    try:
+        device = RunDirectory(run_dir).read_run()["trainer"]["device"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "auto"
+    return device if isinstance(device, str) else "auto"
+
+
 def restore_network(net: Network, state: dict, directory: RunDirectory) -> None:
     """Put a checkpoint's weights, optimizer state (checked against its optimizers first) and generation log into ``net``."""
     try:

@@ -61,7 +61,7 @@ from mariana.training.interrupts import Interrupts, attach_message
 from mariana.training.mappers import DatasetMapper, as_mapper
 from mariana.training.metrics import EpochSums
 from mariana.training.recorders import ProgressBar, Recorder
-from mariana.training.resume import read_continuation, read_resume_point, restore_network, torch_threads
+from mariana.training.resume import read_continuation, read_resume_point, recorded_device, restore_network, torch_threads
 from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
 from mariana.training.stops import Stop
 from mariana.training.streams import FileStream, PreparedStream, evaluate
@@ -210,7 +210,8 @@ class Trainer(ResumableState):
         Returns the Trainer; its ``net`` and ``history`` hold the results.
         """
         given = {"train": train, "valid": valid, "test": test}
-        point = Distributed.from_environment().in_turn(lambda first: read_resume_point(run_dir, given, stops, recorders, first))
+        distributed = Distributed.from_environment(recorded_device(run_dir))
+        point = distributed.in_turn(lambda first: read_resume_point(run_dir, given, stops, recorders, first))
         trainer = cls(point.net, run_dir=run_dir, **point.settings)
         trainer._setup(point.streams)
         trainer._started = True
@@ -370,9 +371,11 @@ class Trainer(ResumableState):
         group_rows = min(total, (group_start + group_size) * self.batch_size) - group_start * self.batch_size
         batch = self.hardware.batch(batch)
         share = self.distributed.world_size * len(batch) / group_rows if counted else 0.0  # DDP averages over ranks
+        batch_rows = min(total, (step + 1) * self.batch_size) - step * self.batch_size  # all ranks' rows
         for names, plan in plans:
             with self.distributed.synchronising(stepped):
                 result = self.distributed.run(self.hardware.evaluate, plan, batch)
+                result = self.distributed.weighed_by_counts(result, len(batch), batch_rows, counted)
                 self.hardware.backward(plan, result, share)
             if stepped:
                 self.hardware.apply(plan)
@@ -391,6 +394,7 @@ class Trainer(ResumableState):
                             span=self.distributed.share(0, len(prepared)), summed=self.distributed.summed)
 
     def _end_epoch(self) -> None:
+        self.distributed.share_buffers()  # every rank evaluates (and keeps) rank 0's running statistics
         entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(),
                                  "train": self.distributed.summed(self.sums).means()}
         for stream in ("valid", "test"):

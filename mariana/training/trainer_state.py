@@ -65,6 +65,7 @@ class ResumableState:
         """
         check_state(state)
         state = self.distributed.own(state)
+        check_state(state)  # what this rank took from its part, too
         self.history = History(state["history"], stop_reason=state["stop_reason"])
         self.position_step = state["step"]
         self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()

@@ -24,6 +24,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import mariana as mar
 import mariana.activations as MA
+import mariana.costs as MC
 import mariana.decorators as MD
 import mariana.layers as ML
 import mariana.scenari as MS
@@ -32,11 +33,19 @@ from mariana.training import DatasetMapper, Trainer, recorders, stops
 EPOCHS = 3
 
 
-def network(dropout: bool) -> mar.Network:
-    mar.seed(0)
+def network(dropout: bool, variant: str | None = None) -> mar.Network:
+    """The MLP of every test. ``variant="weighted"``: a frozen first layer, class weights, weights drawn differently
+    on each rank (DDP must start every rank from rank 0's); ``"batchnorm"``: a BatchNorm after the hidden layer."""
+    mar.seed(int(os.environ.get("RANK", "0")) if variant == "weighted" else 0)
     hidden = ML.Hidden(32, activation=MA.ReLU(), decorators=[MD.BinomialDropout(0.2)] if dropout else [], name="hid")
-    return (ML.Input(64, name="inp") > hidden
-            > ML.SoftmaxClassifier(10, learning_scenari=[MS.Adam(lr=0.01)], name="out"))
+    cost = MC.NegativeLogLikelihood(class_weights=[1.0 + k for k in range(10)]) if variant == "weighted" else None
+    out = ML.SoftmaxClassifier(10, learning_scenari=[MS.Adam(lr=0.01)], cost=cost, name="out")
+    if variant == "weighted":
+        frozen = ML.Hidden(48, activation=MA.Tanh(), learning_scenari=[MS.Fixed()], name="frozen")
+        return ML.Input(64, name="inp") > frozen > hidden > out
+    if variant == "batchnorm":
+        return ML.Input(64, name="inp") > hidden > ML.BatchNorm(name="bn") > out
+    return ML.Input(64, name="inp") > hidden > out
 
 
 def watch_writes(run_dir: str, log: list) -> None:
@@ -68,7 +77,7 @@ def step_hook(rank_wanted: int, at: int, signum: int):
     def after_step(optimizer, args, kwargs):
         steps[0] += 1
         if steps[0] == at and int(os.environ.get("RANK", "0")) == rank_wanted:
-            os.kill(os.getpid(), signum)
+            signal.raise_signal(signum)
 
     register_optimizer_step_post_hook(after_step)
 
@@ -82,6 +91,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--kill-at", type=int)
     parser.add_argument("--term-at", type=int)
     parser.add_argument("--accumulate", type=int, default=1)
+    parser.add_argument("--variant", choices=["weighted", "batchnorm"])
     parser.add_argument("--rows", type=int, help="train on the first ROWS rows (one that leaves a short last batch)")
     options = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -95,7 +105,7 @@ def main(argv: list[str]) -> None:
     with np.load(options.data) as arrays:
         train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
         valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
-    trainer = Trainer(network(options.dropout), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
+    trainer = Trainer(network(options.dropout, options.variant), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
                       recorders=[recorders.CSV("log.csv")], run_dir=options.run_dir, seed=7, resume="auto",
                       accumulate=options.accumulate)
     rank = trainer.distributed.rank

@@ -152,3 +152,19 @@ def test_the_readme_s_several_node_and_slurm_commands_are_ones_torchrun_accepts(
     arguments = torchrun_arguments(srun[1:])
     assert arguments.training_script == "examples/distributed/train_digits.py" and arguments.max_restarts == 3
     assert "--requeue" in slurm.read_text()
+
+
+def test_frozen_layers_and_class_weights_match_one_process_and_batch_norm_statistics_are_rank_0_s(tmp_path, data_file):
+    # Each rank draws its own initial weights: DDP starts all from rank 0's, frozen ones included. With class weights
+    # a share's loss is a weighted mean, reweighed by the share of the batch's weight (not of its rows).
+    one = launch(data_file, tmp_path / "one", tmp_path / "one-out", "--variant", "weighted", "--rows", "609", processes=0)
+    two = launch(data_file, tmp_path / "two", tmp_path / "two-out", "--variant", "weighted", "--rows", "609")
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr + two.stderr)[-3000:]
+    single, rank0, rank1 = weights(tmp_path / "one-out"), weights(tmp_path / "two-out", 0), weights(tmp_path / "two-out", 1)
+    assert all(torch.equal(rank0[key], rank1[key]) for key in rank0) and torch.equal(rank0["frozen.W"], single["frozen.W"])
+    for key in single:
+        torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=2e-5)
+    norm = launch(data_file, tmp_path / "bn", tmp_path / "bn-out", "--variant", "batchnorm")
+    assert norm.returncode == 0, norm.stderr[-3000:]
+    rank0, rank1 = weights(tmp_path / "bn-out", 0), weights(tmp_path / "bn-out", 1)
+    assert {key for key in rank0 if "running" in key} and all(torch.equal(rank0[key], rank1[key]) for key in rank0)

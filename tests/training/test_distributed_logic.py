@@ -40,17 +40,40 @@ def test_one_process_is_not_distributed_and_does_everything_itself():
 
 
 def test_each_rank_takes_its_own_part_of_a_checkpoint_and_another_world_size_warns():
-    state = {"rng": {"torch": "shared"}, "gradients": {}, "loss_sums": {}, "ranks": [
-        {"rng": {"torch": 0}, "sums": {"loss_sums": {"out": torch.tensor(1.0)}, "counts": {"out": 3}}, "gradients": {"w": 1}},
-        {"rng": {"torch": 1}, "sums": {"loss_sums": {"out": torch.tensor(2.0)}, "counts": {"out": 4}}, "gradients": {}},
+    sums = [{"loss_sums": {"out": torch.tensor(1.0 + r)}, "correct": {"out": torch.tensor(r)}, "counts": {"out": 3 + r},
+             "weight_sums": {}} for r in range(2)]
+    rng = [{"torch": torch.Generator().manual_seed(r).get_state()} for r in range(2)]
+    state = {"rng": rng[0], "gradients": {}, **sums[0], "ranks": [
+        {"rng": rng[0], "sums": sums[0], "gradients": {"w": torch.ones(1)}},
+        {"rng": rng[1], "sums": sums[1], "gradients": {}},
     ]}
     mine = Distributed(1, 2).own(state)
-    assert mine["rng"] == {"torch": 1} and mine["counts"] == {"out": 4} and mine["gradients"] == {}
-    with pytest.warns(ResumeWarning, match="written by 2 processes and is resumed by 1"):
+    assert torch.equal(mine["rng"]["torch"], rng[1]["torch"]) and mine["counts"] == {"out": 4} and mine["gradients"] == {}
+    with pytest.warns(ResumeWarning, match=r"written by 2 process\(es\) and is resumed by 1"):
         alone = Distributed(0, 1).own(state)
-    assert alone["rng"] == {"torch": 0} and alone["gradients"] == {"w": 1}
-    with pytest.raises(ValueError, match="'ranks' must be a non-empty list"):
-        Distributed(0, 2).own({**state, "ranks": [{"rng": 3}]})
+    assert alone["counts"] == {"out": 3} and list(alone["gradients"]) == ["w"]
+    # A one-process checkpoint resumed by three: rank 0 keeps the running sums, the others start from zero with
+    # their own torch state (own dropout masks), so no row is counted twice.
+    single = {key: value for key, value in state.items() if key != "ranks"}
+    with pytest.warns(ResumeWarning, match=r"written by 1 process\(es\) and is resumed by 3"):
+        parts = [Distributed(rank, 3).own(single) for rank in range(3)]
+    assert [part["counts"]["out"] for part in parts] == [3, 0, 0] and float(parts[2]["loss_sums"]["out"]) == 0.0
+    states = [part["rng"]["torch"] for part in parts]
+    assert not torch.equal(states[0], states[1]) and not torch.equal(states[1], states[2])
+
+
+@pytest.mark.parametrize("part", [{"rng": 3}, {"rng": {}, "sums": {"order": "bogus"}, "gradients": []},
+                                  {"rng": {}, "sums": {}, "gradients": {"w": 1}}])
+def test_a_forged_rank_part_is_refused(part):
+    with pytest.raises(ValueError, match="'ranks' must be a non-empty list of each process's states"):
+        Distributed(0, 1).own({"rng": {}, "ranks": [part]})
+
+
+def test_a_rank_part_cannot_replace_what_check_state_checked():
+    state = {"rng": {}, "gradients": {}, "ranks": [{"rng": {}, "sums": {"step": -7, "phase": "bogus", "history": {}},
+                                                    "gradients": {}}]}
+    own = Distributed(0, 1).own(state)
+    assert "phase" not in own and "step" not in own and "history" not in own
 
 
 def test_rank_seeds_differ_and_rank_0_keeps_the_run_seed():

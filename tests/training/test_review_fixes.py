@@ -78,3 +78,23 @@ def test_reduce_lr_on_plateau_without_its_stream_is_refused_before_training():
     net["out"].learning_scenari = [MS.GradientDescent(0.1, schedule=MS.ReduceLROnPlateau("valid"))]
     with pytest.raises(ValueError, match=r"ReduceLROnPlateau follows the 'valid' stream, but the run has \['train'\]"):
         net.fit(np.zeros((8, 4), np.float32), np.zeros(8, np.int64), epochs=1, recorders=[])
+
+
+def test_a_mid_epoch_resume_keeps_the_class_weight_sums_of_the_epoch_so_far(tmp_path):
+    # The running sums' class-weight totals were saved under "weights", which the network's weights overwrote.
+    import mariana.costs as MC
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(96, 6)).astype(np.float32), rng.integers(0, 3, 96)
+
+    def trainer(extra=(), run_dir=None):
+        mar.seed(0)
+        net = build_mlp((6,), 3, hidden=16)
+        net["out"].cost = MC.NegativeLogLikelihood(class_weights=[1.0, 2.0, 5.0])
+        return Trainer(net, "out", batch_size=16, stops=[stops.EpochWall(2)], recorders=list(extra), seed=0, run_dir=run_dir)
+
+    reference = trainer().start(DatasetMapper(inp=x, out=y))
+    with pytest.raises(RuntimeError, match="recorder failure"):
+        trainer([run_child.RaiseAt(2, 3)], tmp_path / "run").start(DatasetMapper(inp=x, out=y))
+    resumed = Trainer.resume(tmp_path / "run", recorders=[])
+    assert resumed.history[1]["train"] == reference[1]["train"]
