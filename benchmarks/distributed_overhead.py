@@ -6,7 +6,8 @@ process, and prints its training time (rank 0, from ``start`` to the end, so
 process start-up and the rendezvous are not counted). Mariana's Trainer and a
 hand-written loop (``DistributedDataParallel`` and ``DistributedSampler``-style
 shares, the same global batch) run in turn, alternating, ``--repeats`` times;
-the medians are printed. On a 2-core machine two processes share the two
+the medians are printed. ``mariana+run_dir`` adds a run directory (data copy,
+checkpoints, and the per-step interrupt agreement between processes). On a 2-core machine two processes share the two
 cores: this measures overhead, not speed-up.
 
     $ python benchmarks/distributed_overhead.py --data-dir ../shared/data/mnist
@@ -90,12 +91,13 @@ def worker(args: argparse.Namespace) -> None:
 
 
 def measure(kind: str, processes: int, args: argparse.Namespace) -> float:
-    script = [str(Path(__file__).resolve()), "--worker", kind, "--data-dir", args.data_dir, "--rows", str(args.rows),
+    script = [str(Path(__file__).resolve()), "--worker", kind.split("+")[0], "--data-dir", args.data_dir, "--rows", str(args.rows),
               "--epochs", str(args.epochs)]
     if processes > 1:
         script = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}", *script]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+               "BENCH_RUN_DIR": os.path.join(folder, "run") if kind == "mariana+run_dir" else ""}
         done = subprocess.run([sys.executable, *script], capture_output=True, text=True, env=env, cwd=folder, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
@@ -111,7 +113,8 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    configurations = [(kind, processes) for processes in (1, 2) for kind in ("mariana", "plain")]
+    kinds = ("mariana", "mariana+run_dir", "plain")
+    configurations = [(kind, processes) for processes in (1, 2) for kind in kinds]
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configurations}
     for _ in range(args.repeats):
         for configuration in configurations:
@@ -120,12 +123,13 @@ def main() -> None:
     images = args.rows * args.epochs
     print(f"MLP 784-500-10, {args.rows} MNIST images x {args.epochs} epochs, global batch 64, 1 thread per process, "
           f"median of {args.repeats}")
-    print(f"{'':10}{'1 process':>14}{'2 processes':>14}{'2 / 1':>8}")
-    for kind in ("mariana", "plain"):
+    print(f"{'':16}{'1 process':>12}{'2 processes':>14}{'2 / 1':>8}")
+    for kind in kinds:
         one, two = median[(kind, 1)], median[(kind, 2)]
-        print(f"{kind:10}{one:12.2f} s{two:12.2f} s{two / one:8.2f}   ({images / one:,.0f} and {images / two:,.0f} images/s)")
-    print(f"Mariana / plain loop: {median[('mariana', 1)] / median[('plain', 1)]:.3f} (1 process), "
-          f"{median[('mariana', 2)] / median[('plain', 2)]:.3f} (2 processes)")
+        print(f"{kind:16}{one:10.2f} s{two:12.2f} s{two / one:8.2f}   ({images / one:,.0f} and {images / two:,.0f} images/s)")
+    for kind in kinds[:2]:
+        print(f"{kind} / plain loop: {median[(kind, 1)] / median[('plain', 1)]:.3f} (1 process), "
+              f"{median[(kind, 2)] / median[('plain', 2)]:.3f} (2 processes)")
 
 
 if __name__ == "__main__":
