@@ -282,9 +282,14 @@ def resolve_device(device: str) -> str:
         raise CommandError(f"--{error}") from None
 
 
-def random_data(model: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return rng.random((steps * batch, *SHAPES[model]), dtype=np.float32), rng.integers(0, 10, steps * batch)
+def random_data(model: str, steps: int, batch: int, data: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``steps * batch`` rows shaped for ``model``: random, or ``data``'s (x, y) rows repeated as needed."""
+    if data is None:
+        rng = np.random.default_rng(0)
+        return rng.random((steps * batch, *SHAPES[model]), dtype=np.float32), rng.integers(0, 10, steps * batch)
+    x, y = data
+    order = np.arange(steps * batch) % len(x)
+    return np.ascontiguousarray(x[order].reshape(-1, *SHAPES[model]), dtype=np.float32), y[order].astype(np.int64)
 
 
 def weight_difference(net: Any, layers: dict[str, nn.Module]) -> tuple[bool, float]:
@@ -299,9 +304,10 @@ def weight_difference(net: Any, layers: dict[str, nn.Module]) -> tuple[bool, flo
 
 
 def bench_case(model: str, precision: str, steps: int, repeats: int, batch: int, device: str, numpy: bool,
-               optional: dict[str, Callable[..., float]], compile: str | None = None) -> dict[str, Any]:
-    """Time every contender on one (model, precision); returns the table's row."""
-    x, y = random_data(model, steps, batch)
+               optional: dict[str, Callable[..., float]], compile: str | None = None,
+               data: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Time every contender on one (model, precision); returns the table's row. ``data``: (x, y) to train on instead of random."""
+    x, y = random_data(model, steps, batch, data)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     mariana_x, mariana_y = (x, y) if numpy else (tx, ty)
     warm = min(steps, 5) * batch

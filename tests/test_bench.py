@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -145,3 +146,27 @@ def test_the_benchmark_script_runs_from_a_source_checkout():
                              "--precisions", "fp32", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "MLP   fp32" in result.stdout
+
+
+def test_the_gpu_check_runs_quick_on_a_cpu(tmp_path):
+    """The check prepared for a lent GPU machine must not crash there for want of a run here."""
+    result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--device", "cpu", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(row["check"], row["model"], row["batch"], row["precision"]) for row in report["rows"]] == [
+        *(("eager", model, batch, precision) for model in ("MLP", "CNN") for batch in (4, 8) for precision in ("fp32", "bf16")),
+        ("reduce-overhead", "MLP", 4, "fp32")]
+    assert all(row["ratio"] > 0 for row in report["rows"]) and report["notes"][0] == "random MNIST-shaped data (--quick)"
+    assert "reduce-overhead MLP        4  fp32" in result.stdout and "speed-up" in result.stdout
+
+
+def test_the_gpu_check_falls_back_on_random_data_without_mnist(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setenv("MARIANA_DATA", str(tmp_path))  # no MNIST there, as on a GPU machine without ../shared
+    data, note = gpu_check.mnist_train(quick=False)
+    assert data is None and note.startswith("random MNIST-shaped data: MNIST not found")
