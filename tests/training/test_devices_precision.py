@@ -213,3 +213,16 @@ def test_the_options_round_trip_through_resume(tmp_path, data):
     # the scaler's growth tracker counts every step since its last change: equal only if the resume restored it
     assert resumed.hardware.scaler.state_dict() == reference.hardware.scaler.state_dict()
     assert all(torch.equal(a, b) for a, b in zip(resumed.net.parameters(), reference.net.parameters()))
+
+
+def test_class_ids_that_are_the_targets_stay_one_tensor_moved_reordered_and_sliced():
+    from mariana.training.streams import PreparedStream
+
+    net = ML.Input(2, name="inp") > ML.SoftmaxClassifier(3, learning_scenari=[MS.Adam(0.01)], name="out")
+    stream = PreparedStream.prepare(net.cost_plan("out"), {"inp": np.zeros((4, 2)), "out": [0, 1, 2, 1]}, ["out"])
+    assert stream.class_ids["out"] is stream.targets["out"]
+    assert stream.nbytes() == 4 * 2 * 4 + 4 * 8  # the ids counted once
+    for moved in (stream.to(torch.device("cpu")), stream.reordered(torch.tensor([3, 2, 1, 0])), stream.rows(1, 3)):
+        assert moved.class_ids["out"] is moved.targets["out"]
+    assert stream.reordered(torch.tensor([3, 2, 1, 0])).rows(0, 2).class_ids["out"].tolist() == [1, 2]
+    assert len(stream.rows(1, 3)) == 2 and stream.rows(1, 3).device == torch.device("cpu")
