@@ -82,6 +82,8 @@ def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS),
                         help="fp32 and/or bf16 (bf16-mixed: autocast forward, float32 weights) (default: both)")
     parser.add_argument("--numpy", action="store_true", help="give the Trainer numpy arrays instead of tensors")
+    parser.add_argument("--threads", type=count, default=None,
+                        help="torch intra-op threads for every contender (default: torch's, usually one per core)")
     parser.add_argument("--compile", default=None, choices=COMPILE_MODES, metavar="MODE",
                         help=f"compile Mariana's step with this torch.compile mode ({', '.join(COMPILE_MODES)}); "
                              "the PyTorch loop stays eager (default: eager)")
@@ -410,6 +412,8 @@ def run(steps: int | None = None, repeats: int = 5, numpy: bool = False, *, batc
 
 def command(args: argparse.Namespace) -> int:
     """``mariana bench``'s handler: every option of :func:`add_arguments` passed to :func:`run`."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     run(args.steps, args.repeats, args.numpy, batch_size=args.batch_size, device=args.device, models=args.models,
         precisions=args.precisions, compile=args.compile)
     return 0

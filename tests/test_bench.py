@@ -80,6 +80,15 @@ def test_every_option_reaches_the_run(no_optional, capsys):
     assert sorted(table_lines(out)) == ["CNN fp32"]
 
 
+def test_threads_sets_torchs_thread_count(no_optional, capsys):
+    before = bench.torch.get_num_threads()
+    try:
+        bench.main(["--steps", "1", "--repeats", "1", "--models", "mlp", "--precisions", "fp32", "--threads", "1"])
+        assert ", 1 thread(s)," in capsys.readouterr().out
+    finally:
+        bench.torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--batch-size", "0"], "argument --batch-size: expected an int >= 1, but received '0'"),
     (["--steps", "x"], "argument --steps: expected an int >= 1, but received 'x'"),
