@@ -26,23 +26,21 @@ Example:
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import numpy as np
 import safetensors.numpy
 import torch
 
-from mariana.files import atomic_write
 from mariana.registry import serialize
 from mariana.training import checkpoint as CK
 from mariana.training.mappers import DatasetMapper
 from mariana.training.run_record import run_record
+from mariana.training.safetensors_files import write_safetensors
 
 RUN_FORMAT = 1
 
@@ -174,25 +172,3 @@ def describe_object(obj: Any) -> dict:
         return serialize(obj)
     except ValueError:
         return {"unregistered": f"{type(obj).__module__}.{type(obj).__qualname__}"}
-
-
-_SAFETENSORS_DTYPES = {"float64": "F64", "float32": "F32", "float16": "F16", "int64": "I64", "int32": "I32", "int16": "I16",
-                       "int8": "I8", "uint8": "U8", "uint16": "U16", "uint32": "U32", "uint64": "U64", "bool": "BOOL"}
-
-
-def write_safetensors(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write ``arrays`` as a safetensors file, atomically, streaming each array's bytes (no in-memory copy of the file)."""
-    header, offset = {}, 0
-    for name, array in arrays.items():
-        header[name] = {"dtype": _SAFETENSORS_DTYPES[array.dtype.name], "shape": list(array.shape),
-                        "data_offsets": [offset, offset + array.nbytes]}
-        offset += array.nbytes
-    encoded = json.dumps(header, separators=(",", ":")).encode()
-    encoded += b" " * (-len(encoded) % 8)  # safetensors aligns the data to 8 bytes
-
-    def write(file: BinaryIO) -> None:
-        file.write(len(encoded).to_bytes(8, "little") + encoded)
-        for array in arrays.values():
-            file.write(np.ascontiguousarray(array).reshape(-1).view(np.uint8).data)  # a view: no copy
-
-    atomic_write(path, write)

@@ -63,3 +63,22 @@ def test_the_writer_thread_runs_nicer_than_the_training_thread(tmp_path):
     assert niceness == [min(before + 10, 19)]
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before  # the caller's own priority is untouched
     lower_thread_priority(0)  # a no-op increment is allowed
+
+
+def test_checkpoint_files_are_plain_safetensors_for_every_dtype_a_state_holds(tmp_path):
+    from safetensors.torch import load
+
+    from mariana.training.safetensors_files import tensor_parts
+
+    tensors = {"w": torch.randn(3, 4), "b16": torch.randn(5).to(torch.bfloat16), "rng": torch.get_rng_state(),
+               "count": torch.tensor(7), "flag": torch.tensor([True, False]), "none": torch.zeros(0), "d": torch.ones(2, dtype=torch.float64),
+               "odd": torch.arange(3, dtype=torch.int16)}
+    parts = tensor_parts(tensors, {"mariana": "{}"})
+    assert len(parts) == 1 + len(tensors)  # a header, then views of the tensors' own bytes
+    loaded = load(b"".join(bytes(part) for part in parts))
+    assert sorted(loaded) == sorted(tensors) and all(torch.equal(loaded[name], tensors[name]) for name in tensors)
+    store = CK.CheckpointStore(tmp_path)
+    store.save(tensors, {"epoch": 1}, epoch=1, step=0)
+    assert all(torch.equal(store.load()[0][name], tensors[name]) for name in tensors)
+    complex_parts = tensor_parts({"z": torch.zeros(2, dtype=torch.complex64)}, {})  # not in the table: safetensors' own way
+    assert len(complex_parts) == 1 and load(complex_parts[0])["z"].dtype == torch.complex64
