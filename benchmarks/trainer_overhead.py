@@ -46,7 +46,7 @@ def mariana_run(x: np.ndarray, y: np.ndarray, with_run_dir: bool = True) -> floa
     try:
         start = time.perf_counter()
         trainer = Trainer(net, "out", batch_size=BATCH, stops=[stops.EpochWall(EPOCHS)],
-                          recorders=[recorders.ProgressBar(), recorders.CSV("log.csv")],
+                          recorders=[recorders.ProgressBar(), recorders.CSV(os.path.join(run_dir, "log.csv"))],
                           run_dir=os.path.join(run_dir, "run") if with_run_dir else None, save_if_murdered=True, seed=0)
         trainer.start(DatasetMapper(inp=x, out=y))
         return time.perf_counter() - start

@@ -14,10 +14,19 @@ order (no download: the timing does not depend on the values); images per
 second count the training loop, from the first step to the epoch's metrics
 read on the host, and the Trainer's one-time start-up before its first step
 (the data's NaN check, preparing and moving the streams) has its own column.
-All contenders run in this process, alternating, best of ``repeats``, from
-identical initial weights; the last column says whether Mariana's final
+All contenders run in this process from identical initial weights, each
+warmed up first, then ``repeats`` times, interleaved (Mariana then the loop,
+then the loop then Mariana, ...) so drifts in machine load hit both alike.
+Images per second are each contender's best run; the ratio is the median,
+over the repeats, of Mariana's time over the loop's time in the same repeat:
+one noisy run moves neither. The last column says whether Mariana's final
 weights agree with the hand-written loop's (float32: ``allclose``; bf16: the
-largest absolute difference, since two bf16 runs round differently). It lives
+largest absolute difference, since two bf16 runs round differently).
+
+``compile=`` (``--compile MODE``) compiles Mariana's step with that
+``torch.compile`` mode (``"reduce-overhead"``: CUDA graphs on a GPU) while the
+loop stays eager, so the ratio is then the compiled step's speed-up (< 1 is
+faster); compilation happens in the warm-up, outside the timed runs. It lives
 in the package so that an installed ``mariana`` can run it;
 ``benchmarks/step_overhead.py`` runs the same code from a source checkout.
 
@@ -46,6 +55,9 @@ from torch import nn
 
 from mariana.arguments import CommandError, OneLineParser, at_least
 
+#: ``--compile`` choices: torch.compile's modes (as ``mariana.training.hardware.COMPILE_MODES``, without importing it here).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
 #: ``--models`` choices: name in the table, Mariana builder, PyTorch builder, input shape (batch axis excluded).
 MODELS = ("mlp", "cnn")
 #: ``--precisions`` choices and the Trainer's (Lightning's) names for them.
@@ -62,13 +74,19 @@ def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
     """The benchmark's options; ``count`` is the argparse type of its positive ints."""
     parser.add_argument("--steps", type=count, default=None,
                         help=f"training steps (batches) per timed run (default: {STEPS['mlp']} for the MLP, {STEPS['cnn']} for the CNN)")
-    parser.add_argument("--repeats", type=count, default=5, help="timed runs of each contender; the best counts (default: 5)")
+    parser.add_argument("--repeats", type=count, default=5,
+                        help="timed runs of each contender, interleaved; best img/s, median ratio (default: 5)")
     parser.add_argument("--batch-size", type=count, default=64, help="images per step (default: 64)")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto, CUDA when present)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="rows to run (default: mlp cnn)")
     parser.add_argument("--precisions", nargs="+", choices=list(PRECISIONS), default=list(PRECISIONS),
                         help="fp32 and/or bf16 (bf16-mixed: autocast forward, float32 weights) (default: both)")
     parser.add_argument("--numpy", action="store_true", help="give the Trainer numpy arrays instead of tensors")
+    parser.add_argument("--threads", type=count, default=None,
+                        help="torch intra-op threads for every contender (default: torch's, usually one per core)")
+    parser.add_argument("--compile", default=None, choices=COMPILE_MODES, metavar="MODE",
+                        help=f"compile Mariana's step with this torch.compile mode ({', '.join(COMPILE_MODES)}); "
+                             "the PyTorch loop stays eager (default: eager)")
 
 
 # -- the networks ---------------------------------------------------------------------------
@@ -116,7 +134,8 @@ def torch_optimizer(model: str, module: nn.Module) -> torch.optim.Optimizer:
 
 
 # -- the contenders: each trains one epoch over (x, y) in order and returns its wall time -----
-def run_mariana(net: Any, x: Any, y: Any, batch: int, precision: str, device: str) -> tuple[float, float]:
+def run_mariana(net: Any, x: Any, y: Any, batch: int, precision: str, device: str,
+                compile: str | None = None) -> tuple[float, float]:
     """The Trainer's epoch loop (first step to the epoch's metrics, read on the host) and its start-up before it.
 
     The start-up (building the Trainer, checking the data for NaN, preparing the
@@ -135,7 +154,7 @@ def run_mariana(net: Any, x: Any, y: Any, batch: int, precision: str, device: st
     data, clock = DatasetMapper(inp=x, out=y, sampler="sequential"), Clock()
     start = time.perf_counter()
     Trainer(net, "out", batch_size=batch, stops=[stops.EpochWall(1)], recorders=[clock],
-            precision=PRECISIONS[precision], device=device).start(data)
+            precision=PRECISIONS[precision], device=device, compile=compile or False).start(data)
     return clock.epoch_read - clock.first_step, clock.first_step - start
 
 
@@ -265,9 +284,14 @@ def resolve_device(device: str) -> str:
         raise CommandError(f"--{error}") from None
 
 
-def random_data(model: str, steps: int, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(0)
-    return rng.random((steps * batch, *SHAPES[model]), dtype=np.float32), rng.integers(0, 10, steps * batch)
+def random_data(model: str, steps: int, batch: int, data: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``steps * batch`` rows shaped for ``model``: random, or ``data``'s (x, y) rows repeated as needed."""
+    if data is None:
+        rng = np.random.default_rng(0)
+        return rng.random((steps * batch, *SHAPES[model]), dtype=np.float32), rng.integers(0, 10, steps * batch)
+    x, y = data
+    order = np.arange(steps * batch) % len(x)
+    return np.ascontiguousarray(x[order].reshape(-1, *SHAPES[model]), dtype=np.float32), y[order].astype(np.int64)
 
 
 def weight_difference(net: Any, layers: dict[str, nn.Module]) -> tuple[bool, float]:
@@ -282,16 +306,17 @@ def weight_difference(net: Any, layers: dict[str, nn.Module]) -> tuple[bool, flo
 
 
 def bench_case(model: str, precision: str, steps: int, repeats: int, batch: int, device: str, numpy: bool,
-               optional: dict[str, Callable[..., float]]) -> dict[str, Any]:
-    """Time every contender on one (model, precision); returns the table's row."""
-    x, y = random_data(model, steps, batch)
+               optional: dict[str, Callable[..., float]], compile: str | None = None,
+               data: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """Time every contender on one (model, precision); returns the table's row. ``data``: (x, y) to train on instead of random."""
+    x, y = random_data(model, steps, batch, data)
     tx, ty = torch.from_numpy(x), torch.from_numpy(y)
     mariana_x, mariana_y = (x, y) if numpy else (tx, ty)
     warm = min(steps, 5) * batch
 
     def mariana(rows: int | None = None) -> float:
         net = mariana_net(model)
-        seconds, start_up = run_mariana(net, mariana_x[:rows], mariana_y[:rows], batch, precision, device)
+        seconds, start_up = run_mariana(net, mariana_x[:rows], mariana_y[:rows], batch, precision, device, compile)
         contenders["mariana_net"] = net
         start_ups.append(start_up)
         return seconds
@@ -310,18 +335,19 @@ def bench_case(model: str, precision: str, steps: int, repeats: int, batch: int,
         runs[name] = lambda rows=None, contender=contender: contender(model, mariana_net(model), x[:rows], y[:rows], batch,
                                                                       precision, device)
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for timed in runs.values():  # warm up (allocator, autocast, plan caches, first optimizer step)
+    for timed in runs.values():  # warm up (allocator, autocast, plan caches, first optimizer step, compilation)
         timed(warm)
-    for repeat in range(repeats):  # alternating, so drifts in machine load hit every contender
+    for repeat in range(repeats):  # interleaved, so drifts in machine load hit every contender
         names = list(runs) if repeat % 2 == 0 else list(runs)[::-1]
         for name in names:
             times[name].append(runs[name](None))
     agree, largest = weight_difference(contenders["mariana_net"], contenders["torch_layers"])
     images = steps * batch
     best = {name: min(values) for name, values in times.items()}
-    return {"model": LABELS[model], "precision": precision, "seconds": best, "ratio": best["mariana"] / best["torch"],
-            "images_per_s": {name: images / seconds for name, seconds in best.items()}, "start_up": min(start_ups[1:]),
-            "weights_agree": agree, "max_difference": largest}
+    ratios = [mine / theirs for mine, theirs in zip(times["mariana"], times["torch"])]
+    return {"model": LABELS[model], "precision": precision, "seconds": best, "times": times, "ratios": ratios,
+            "ratio": float(np.median(ratios)), "images_per_s": {name: images / seconds for name, seconds in best.items()},
+            "start_up": min(start_ups[1:]), "weights_agree": agree, "max_difference": largest}
 
 
 def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missing: Sequence[str], header: str, file: TextIO) -> None:
@@ -341,9 +367,10 @@ def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missi
             weights = f"{difference} (bf16 rounds differently)"
         print(f"{row['model']:<6}{row['precision']:<10}{cells}{row['ratio']:>8.3f}{1e3 * row['start_up']:>10.1f}  {weights}",
               file=file)
-    print("img/s: one epoch's training loop, first step to its metrics read on the host; ratio = Mariana's loop time / "
-          "the hand-written loop's at the same precision (goal <= 1.05); start ms: the Trainer's one-time start-up "
-          "before the first step (checks the data for NaN, prepares the streams), not in img/s", file=file)
+    print("img/s: one epoch's training loop, first step to its metrics read on the host (best run); ratio = median over "
+          "the repeats of Mariana's loop time / the hand-written loop's in the same repeat, at the same precision "
+          "(goal <= 1.05); start ms: the Trainer's one-time start-up before the first step (checks the data for NaN, "
+          "prepares the streams), not in img/s", file=file)
     if optional_names:
         print(f"{', '.join(titles[name] for name in optional_names)}: the whole fit call (their start-up included), "
               "from the same initial weights", file=file)
@@ -353,7 +380,7 @@ def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missi
 
 
 def run(steps: int | None = None, repeats: int = 5, numpy: bool = False, *, batch_size: int = 64, device: str = "auto",
-        models: Sequence[str] = MODELS, precisions: Sequence[str] = tuple(PRECISIONS),
+        models: Sequence[str] = MODELS, precisions: Sequence[str] = tuple(PRECISIONS), compile: str | None = None,
         file: TextIO | None | str = "stdout") -> list[dict[str, Any]]:
     """Time every (model, precision); print the table to ``file`` (default: sys.stdout; None: print nothing), return its rows."""
     from mariana.checks import int_at_least
@@ -366,15 +393,18 @@ def run(steps: int | None = None, repeats: int = 5, numpy: bool = False, *, batc
         unknown = [name for name in chosen if name not in valid]
         if unknown or not chosen:
             raise CommandError(f"--{label}: expected some of {', '.join(valid)}, but received {' '.join(map(str, chosen)) or 'none'}.")
+    if compile is not None and compile not in COMPILE_MODES:
+        raise CommandError(f"--compile: expected one of {', '.join(COMPILE_MODES)}, but received {compile!r}.")
     device = resolve_device(device)
     found = {"keras": keras_contender(), "lightning": lightning_contender()}
     optional = {name: contender for name, contender in found.items() if contender is not None}
-    rows = [bench_case(model, precision, steps or STEPS[model], repeats, batch_size, device, numpy, optional)
+    rows = [bench_case(model, precision, steps or STEPS[model], repeats, batch_size, device, numpy, optional, compile)
             for model in dict.fromkeys(models) for precision in dict.fromkeys(precisions)]
     if file is not None:
         counts = ", ".join(f"{LABELS[model]} {steps or STEPS[model]}" for model in dict.fromkeys(models))
-        header = (f"mariana bench: batch {batch_size}, steps per run {counts}, best of {repeats}, device {device}, "
-                  f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), random MNIST-shaped data")
+        header = (f"mariana bench: batch {batch_size}, steps per run {counts}, {repeats} interleaved repeats, device {device}, "
+                  f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), random MNIST-shaped data"
+                  + (f"; Mariana compiled (mode {compile!r}), the PyTorch loop eager" if compile else ""))
         print_table(rows, list(optional), [name for name in found if name not in optional], header,
                     sys.stdout if file == "stdout" else file)
     return rows
@@ -382,8 +412,10 @@ def run(steps: int | None = None, repeats: int = 5, numpy: bool = False, *, batc
 
 def command(args: argparse.Namespace) -> int:
     """``mariana bench``'s handler: every option of :func:`add_arguments` passed to :func:`run`."""
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     run(args.steps, args.repeats, args.numpy, batch_size=args.batch_size, device=args.device, models=args.models,
-        precisions=args.precisions)
+        precisions=args.precisions, compile=args.compile)
     return 0
 
 

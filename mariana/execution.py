@@ -162,6 +162,9 @@ class ForwardPlan:
         ]
         self.device_tensor = next(iter(network.module.parameters()), None)
         self.ignored_keys = set(network.inputs) | set(network.outputs)
+        # What run() reads of each step, unpacked once (it runs every training step).
+        self._run_steps = [(step.layer.evaluate, step.layer.name, step.sources, step.keep_pre, step.keep_clean, step.activate)
+                           for step in self.steps]
 
     @property
     def device(self) -> torch.device:
@@ -170,14 +173,13 @@ class ForwardPlan:
     def run(self, feeds: Mapping[str, torch.Tensor], training: bool) -> ForwardResult:
         """Evaluate every step; decorators apply only when ``training``."""
         result = ForwardResult(values=dict(feeds), pre={}, clean={})
-        values = result.values
-        for step in self.steps:
-            name = step.layer.name
-            output = step.layer.evaluate(*[values[s] for s in step.sources], training=training, activate=step.activate)
-            if step.keep_pre:
-                result.pre[name] = output.pre
-            if step.keep_clean:
-                result.clean[name] = output.clean
+        values, pre, clean = result.values, result.pre, result.clean
+        for evaluate, name, sources, keep_pre, keep_clean, activate in self._run_steps:
+            output = evaluate(*[values[s] for s in sources], training=training, activate=activate)
+            if keep_pre:
+                pre[name] = output.pre
+            if keep_clean:
+                clean[name] = output.clean
             values[name] = output.out
         return result
 
@@ -260,15 +262,16 @@ class CostPlan:
         """
         forward = self.forward.run(feeds, self.training)
         weights = sample_weights or {}
-        losses, counts = {}, {}
+        losses, logits, counts = {}, {}, {}
         for layer in self.outputs:
             name, target = layer.name, targets.get(layer.name)
-            losses[name] = layer.cost_value(forward.pre[name], forward.values[name], target, forward.clean, self.training,
+            logits[name] = forward.pre[name]
+            losses[name] = layer.cost_value(logits[name], forward.values[name], target, forward.clean, self.training,
                                             weights.get(name))
             class_weights = layer.cost.target_weights(target) if target is not None else None
             if class_weights is not None:
                 counts[name] = class_weights.sum()
-        return CostResult(losses=losses, logits={layer.name: forward.pre[layer.name] for layer in self.outputs}, counts=counts)
+        return CostResult(losses=losses, logits=logits, counts=counts)
 
 
 class TrainingPlan(CostPlan):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -75,8 +76,17 @@ def test_the_command_line_passes_every_option(no_optional, capsys):
 def test_every_option_reaches_the_run(no_optional, capsys):
     bench.main(["--steps", "1", "--repeats", "1", "--batch-size", "3", "--device", "cpu", "--models", "cnn", "--precisions", "fp32"])
     out = capsys.readouterr().out
-    assert "batch 3, steps per run CNN 1, best of 1, device cpu" in out
+    assert "batch 3, steps per run CNN 1, 1 interleaved repeats, device cpu" in out
     assert sorted(table_lines(out)) == ["CNN fp32"]
+
+
+def test_threads_sets_torchs_thread_count(no_optional, capsys):
+    before = bench.torch.get_num_threads()
+    try:
+        bench.main(["--steps", "1", "--repeats", "1", "--models", "mlp", "--precisions", "fp32", "--threads", "1"])
+        assert ", 1 thread(s)," in capsys.readouterr().out
+    finally:
+        bench.torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(("argv", "message"), [
@@ -85,6 +95,7 @@ def test_every_option_reaches_the_run(no_optional, capsys):
     (["--models", "rnn"], "argument --models: invalid choice: 'rnn'"),
     (["--precisions", "fp16"], "argument --precisions: invalid choice: 'fp16'"),
     (["--models"], "argument --models: expected at least one argument"),
+    (["--compile", "fast"], "argument --compile: invalid choice: 'fast'"),
 ])
 def test_a_wrong_argument_is_one_line_and_exit_2(capsys, argv, message):
     with pytest.raises(SystemExit) as exit_:
@@ -106,6 +117,31 @@ def test_a_device_that_is_not_here_is_one_line_and_exit_2(capsys, device, messag
     assert captured.out == "" and len(captured.err.splitlines()) == 1 and message in captured.err, captured.err
 
 
+def test_the_ratio_is_the_median_of_the_paired_repeats(no_optional, monkeypatch):
+    clock = iter([1.0, 2.0, 0.5] * 10)  # seconds of successive timed runs, whoever runs
+    monkeypatch.setattr(bench, "run_torch", lambda *args: next(clock))
+    real = bench.run_mariana
+    monkeypatch.setattr(bench, "run_mariana", lambda *args: (next(clock), real(*args)[1]))
+    row = bench.run(**{**TINY, "repeats": 4}, models=["mlp"], precisions=["fp32"], file=None)[0]
+    # warm-ups take 1.0 (Mariana) and 2.0 (loop); then repeats: M 0.5, T 1.0 | T 2.0, M 0.5 | M 1.0, T 2.0 | T 0.5, M 1.0
+    assert row["times"] == {"mariana": [0.5, 0.5, 1.0, 1.0], "torch": [1.0, 2.0, 2.0, 0.5]}
+    assert row["ratios"] == [0.5, 0.25, 0.5, 2.0] and row["ratio"] == 0.5  # one outlier pair moves nothing
+    assert row["images_per_s"] == {"mariana": 8 / 0.5, "torch": 8 / 0.5}  # each contender's best run
+
+
+def test_compile_compiles_marianas_step_only(no_optional, monkeypatch, capsys):
+    from mariana.training import hardware
+
+    modes = []
+    monkeypatch.setattr(bench.torch, "compile", lambda function, mode=None: modes.append(mode) or function)
+    assert bench.COMPILE_MODES == hardware.COMPILE_MODES
+    assert cli.main(["bench", "--steps", "1", "--repeats", "1", "--models", "mlp", "--precisions", "fp32",
+                     "--compile", "reduce-overhead"]) == 0
+    out = capsys.readouterr().out
+    assert "Mariana compiled (mode 'reduce-overhead'), the PyTorch loop eager" in out and sorted(table_lines(out)) == ["MLP fp32"]
+    assert modes == ["reduce-overhead"] * 2  # the warm-up's Trainer and the timed one's
+
+
 def test_auto_picks_cuda_when_present(monkeypatch):
     monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(bench.torch.cuda, "current_device", lambda: 0)
@@ -119,3 +155,27 @@ def test_the_benchmark_script_runs_from_a_source_checkout():
                              "--precisions", "fp32", "--device", "cpu"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "MLP   fp32" in result.stdout
+
+
+def test_the_gpu_check_runs_quick_on_a_cpu(tmp_path):
+    """The check prepared for a lent GPU machine must not crash there for want of a run here."""
+    result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--quick", "--device", "cpu", "--out", str(tmp_path)],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert [(row["check"], row["model"], row["batch"], row["precision"]) for row in report["rows"]] == [
+        *(("eager", model, batch, precision) for model in ("MLP", "CNN") for batch in (4, 8) for precision in ("fp32", "bf16")),
+        ("reduce-overhead", "MLP", 4, "fp32")]
+    assert all(row["ratio"] > 0 for row in report["rows"]) and report["notes"][0] == "random MNIST-shaped data (--quick)"
+    assert "reduce-overhead MLP        4  fp32" in result.stdout and "speed-up" in result.stdout
+
+
+def test_the_gpu_check_falls_back_on_random_data_without_mnist(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    monkeypatch.setenv("MARIANA_DATA", str(tmp_path))  # no MNIST there, as on a GPU machine without ../shared
+    data, note = gpu_check.mnist_train(quick=False)
+    assert data is None and note.startswith("random MNIST-shaped data: MNIST not found")

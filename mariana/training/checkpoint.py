@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import json
 import os
@@ -40,11 +41,11 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
-from safetensors.torch import save as save_tensors
 
 from mariana.archive import no_duplicate_keys
 from mariana.files import atomic_write, file_sha256, remove_stale_temps
 from mariana.training.run_record import short_json
+from mariana.training.safetensors_files import tensor_parts
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
@@ -61,6 +62,32 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_json(path: str | os.PathLike, value: Any) -> None:
     write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
+
+
+def write_parts(path: str | os.PathLike, parts: bytes | list) -> None:
+    """:func:`write_bytes` of ``parts``: bytes, or a list of bytes-like chunks written one after the other (no joined copy)."""
+    if isinstance(parts, bytes):
+        write_bytes(path, parts)
+    else:
+        atomic_write(path, lambda file: [file.write(part) for part in parts])
+
+
+def write_together(files: dict[Path, bytes | list]) -> None:
+    """Write each of ``files`` atomically (:func:`write_parts`), all at once: their fsyncs overlap.
+
+    Each fsync waits for the disk (4 to 8 ms each on a virtual disk); files written
+    together commit together, so a checkpoint and its sidecar, then its pointers,
+    cost two waits instead of four. Raises the first write's error, after all finished.
+    """
+    items = list(files.items())
+    if len(items) == 1:
+        write_parts(*items[0])
+        return
+    with concurrent.futures.ThreadPoolExecutor(len(items) - 1, thread_name_prefix="mariana-fsync") as pool:
+        others = [pool.submit(write_parts, path, data) for path, data in items[1:]]
+        write_parts(*items[0])
+        for job in others:
+            job.result()
 
 
 _RESTORE = "Restore it from a copy, or start the run again in a new run_dir."
@@ -91,8 +118,15 @@ def read_json(path: str | os.PathLike, advice: str = _RESTORE) -> Any:
 
 
 # -- nested state <-> (JSON, tensors) ---------------------------------------------------
+_JSON_SCALARS = (bool, int, float, str, type(None))
+
+
 def split_tensors(value: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
     """``value`` with every tensor replaced by ``{"__tensor__": key}``; the tensors go into ``tensors``."""
+    if type(value) in _JSON_SCALARS:
+        return value
+    if isinstance(value, (list, tuple)) and all(type(item) in _JSON_SCALARS for item in value):
+        return list(value)  # the random states' long lists of ints: one check each, not a call each
     if isinstance(value, torch.Tensor):
         key = prefix
         tensors[key] = value.detach().to("cpu", copy=True).contiguous()
@@ -220,14 +254,15 @@ class CheckpointStore:
         self.folder.mkdir(parents=True, exist_ok=True)
         name = self._next_name(epoch, step)
         document = {"format": FORMAT_VERSION, "state": state}
-        data = save_tensors(tensors, metadata={"mariana": json.dumps(document)})
-        digest = hashlib.sha256(data).hexdigest()
-        write_bytes(self.folder / name, data)
-        write_bytes(self.folder / f"{name}.sha256", f"{digest}  {name}\n".encode())
-        pointer = {"checkpoint": name, "sha256": digest, "epoch": epoch, "step": step}
-        write_json(self._pointer("latest"), pointer)
-        if best:
-            write_json(self._pointer("best"), pointer)
+        data = tensor_parts(tensors, {"mariana": json.dumps(document)})
+        digest = hashlib.sha256()
+        for part in data:
+            digest.update(part)
+        digest = digest.hexdigest()
+        # The sidecar may be durable before its checkpoint (one without the other is never used); the pointers only after both.
+        write_together({self.folder / name: data, self.folder / f"{name}.sha256": f"{digest}  {name}\n".encode()})
+        pointer = json.dumps({"checkpoint": name, "sha256": digest, "epoch": epoch, "step": step}, indent=1, sort_keys=True).encode()
+        write_together({self._pointer(which): pointer for which in (("latest", "best") if best else ("latest",))})
         if prune:
             self.prune()
         return name

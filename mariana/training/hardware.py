@@ -4,9 +4,17 @@ The network and its optimizer state move to the device once, when a run
 starts; each stream is copied there whole when it fits (see
 ``mariana.devices.keep_on_device``) or moves batch by batch from pinned host
 memory, asynchronously. Autocast wraps the forward pass and the costs only.
-With ``compile=True`` the forward pass and costs go through ``torch.compile``;
-if the backend cannot compile them (an operation it does not support, no
-C++ compiler), the Trainer warns once and runs that plan eagerly.
+
+``compile=True`` (or a ``torch.compile`` mode: ``"default"``,
+``"reduce-overhead"``, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``)
+runs the forward pass and costs through ``torch.compile`` with that mode; if
+the backend cannot compile them (an operation it does not support, no C++
+compiler), the Trainer warns once and runs that plan eagerly.
+``"reduce-overhead"`` captures the compiled step in CUDA graphs on a GPU,
+for small models whose eager steps are bound by kernel launches; each step
+then marks a new CUDA-graph iteration. Elsewhere torch runs it as
+``"default"``. Not yet measured on a GPU (none was available to this
+project's benchmarks): ``benchmarks/gpu_check.py`` is the prepared check.
 
 Example:
     >>> import mariana.layers as ML
@@ -30,6 +38,31 @@ from mariana.network import Network
 from mariana.precision import Precision
 from mariana.training.streams import FileStream, PreparedStream
 
+#: ``compile=`` strings: ``torch.compile``'s modes (``True`` means "default").
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compile_mode(compile: Any) -> str | None:
+    """The ``torch.compile`` mode ``compile=`` asks for, or None for eager steps.
+
+    Example:
+        >>> compile_mode(True), compile_mode(False), compile_mode("reduce-overhead")
+        ('default', None, 'reduce-overhead')
+        >>> compile_mode("fast")
+        Traceback (most recent call last):
+        ...
+        ValueError: Trainer: compile must be True, False or one of 'default', 'reduce-overhead', 'max-autotune', \
+'max-autotune-no-cudagraphs', but received 'fast'.
+    """
+    if isinstance(compile, bool):
+        return "default" if compile else None
+    valid = f"True, False or one of {', '.join(map(repr, COMPILE_MODES))}"
+    if not isinstance(compile, str):
+        raise TypeError(f"Trainer: compile must be {valid}, but received {compile!r}.")
+    if compile not in COMPILE_MODES:
+        raise ValueError(f"Trainer: compile must be {valid}, but received {compile!r}.")
+    return compile
+
 
 class CompileWarning(UserWarning):
     """torch.compile could not compile a plan: it runs eagerly (same results, no compiled speed)."""
@@ -38,16 +71,17 @@ class CompileWarning(UserWarning):
 class Hardware:
     """The Trainer's device, precision and compilation settings, and the state they need (a gradient scaler)."""
 
-    def __init__(self, net: Network, device: Any = "auto", precision: Any = "32", compile: bool = False) -> None:
+    def __init__(self, net: Network, device: Any = "auto", precision: Any = "32", compile: bool | str = False) -> None:
         current = net.device
         # "auto" keeps a network the user already moved to an accelerator where it is.
         self.device = current if device == "auto" and current.type != "cpu" else resolve_device(device)
         self.precision = Precision.named(precision)
-        if not isinstance(compile, bool):
-            raise TypeError(f"Trainer: compile must be True or False, but received {compile!r}.")
-        self.compile = compile
+        self.compile = compile_mode(compile)  #: the torch.compile mode, None for eager steps
         self.scaler = self.precision.grad_scaler(self.device)
-        self._compiled: dict[int, Callable[..., CostResult]] = {}
+        # Built once: the step enters this same context every time (None: float32 and float64 need none).
+        self._autocast = self.precision.autocast(self.device) if self.precision.autocast_dtype is not None else None
+        self._mark_step = self.compile == "reduce-overhead"  # CUDA graphs: each step is a new iteration
+        self._evaluators: dict[CostPlan, Callable[..., CostResult]] = {}
 
     def place(self, net: Network) -> None:
         """Move the network (params, buffers, optimizer state) once; float64 for precision "64"."""
@@ -68,17 +102,21 @@ class Hardware:
         return batch if batch.device == self.device else batch.to(self.device)
 
     def evaluate(self, plan: CostPlan, batch: PreparedStream) -> CostResult:
-        """The plan's forward pass and costs under this precision's autocast (compiled when asked)."""
-        with self.precision.autocast(self.device):
-            return self._evaluator(plan)(batch.feeds, batch.targets, batch.weights)
+        """The plan's forward pass and costs under this precision's autocast (compiled when asked).
+
+        Called every step: what can be decided once (the evaluator, the autocast context) is.
+        """
+        evaluate = self._evaluators.get(plan) or self._evaluator(plan)
+        if self._mark_step:
+            torch.compiler.cudagraph_mark_step_begin()
+        if self._autocast is None:
+            return evaluate(batch.feeds, batch.targets, batch.weights)
+        with self._autocast:
+            return evaluate(batch.feeds, batch.targets, batch.weights)
 
     def _evaluator(self, plan: CostPlan) -> Callable[..., CostResult]:
-        if not self.compile:
-            return plan.evaluate
-        compiled = self._compiled.get(id(plan))
-        if compiled is None:
-            compiled = self._compiled[id(plan)] = _with_eager_fallback(plan)
-        return compiled
+        evaluator = self._evaluators[plan] = plan.evaluate if self.compile is None else _with_eager_fallback(plan, self.compile)
+        return evaluator
 
     def backward(self, plan: TrainingPlan, result: CostResult, scale: float = 1.0) -> None:
         plan.backward(result, scale, self.scaler)
@@ -94,9 +132,9 @@ class Hardware:
             self.scaler.load_state_dict(state["scaler"])
 
 
-def _with_eager_fallback(plan: CostPlan) -> Callable[..., CostResult]:
-    """``torch.compile(plan.evaluate)``, falling back to the eager plan (with a warning) if compiling fails."""
-    compiled = torch.compile(plan.evaluate)
+def _with_eager_fallback(plan: CostPlan, mode: str) -> Callable[..., CostResult]:
+    """``torch.compile(plan.evaluate, mode=mode)``, falling back to the eager plan (with a warning) if compiling fails."""
+    compiled = torch.compile(plan.evaluate, mode=mode)
     state = {"function": compiled}
 
     def evaluate(*args: Any) -> CostResult:

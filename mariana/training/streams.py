@@ -52,27 +52,41 @@ class PreparedStream:
         return cls(feeds, targets, class_ids, weights)
 
     def __len__(self) -> int:
-        for tensor in (*self.feeds.values(), *self.targets.values()):
-            return tensor.shape[0]
+        for part in (self.feeds, self.targets):
+            for tensor in part.values():
+                return tensor.shape[0]
         return 0
 
     @property
     def device(self) -> torch.device:
-        return next(iter((*self.feeds.values(), *self.targets.values()))).device
+        for part in (self.feeds, self.targets):
+            for tensor in part.values():
+                return tensor.device
+        raise ValueError("An empty stream (no feeds, no targets) has no device.")
+
+    def mapped(self, function: Callable[[torch.Tensor], torch.Tensor]) -> PreparedStream:
+        """``function`` of every tensor, once per tensor: class ids that are their targets stay one tensor."""
+        done: dict[int, torch.Tensor] = {}
+
+        def once(tensor: torch.Tensor) -> torch.Tensor:
+            if id(tensor) not in done:
+                done[id(tensor)] = function(tensor)
+            return done[id(tensor)]
+
+        return PreparedStream(*({key: once(value) for key, value in part.items()}
+                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
 
     def to(self, device: torch.device) -> PreparedStream:
         """The stream on ``device`` (asynchronous from pinned host memory)."""
-        return PreparedStream(*({key: value.to(device, non_blocking=device.type != "cpu") for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
+        return self.mapped(lambda tensor: tensor.to(device, non_blocking=device.type != "cpu"))
 
     def pinned(self) -> PreparedStream:
         """The stream in page-locked host memory, so batches copy to a GPU asynchronously."""
-        return PreparedStream(*({key: value.pin_memory() for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
+        return self.mapped(torch.Tensor.pin_memory)
 
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for part in (self.feeds, self.targets, self.class_ids, self.weights)
-                   for t in part.values())
+        tensors = {id(t): t for part in (self.feeds, self.targets, self.class_ids, self.weights) for t in part.values()}
+        return sum(t.numel() * t.element_size() for t in tensors.values())
 
     def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
         """``rows(low, high)`` of the stream visited in ``order``.
@@ -89,15 +103,19 @@ class PreparedStream:
 
     def reordered(self, order: torch.Tensor) -> PreparedStream:
         """The rows in ``order`` (one gather per tensor, once per epoch)."""
-        return PreparedStream(*({key: value.index_select(0, order) for key, value in part.items()}
-                                for part in (self.feeds, self.targets, self.class_ids, self.weights)))
+        return self.mapped(lambda tensor: tensor.index_select(0, order))
 
     def rows(self, low: int, high: int) -> PreparedStream:
-        """Rows ``low:high`` (views, no copy). Called every step: kept to plain dict building."""
+        """Rows ``low:high`` (views, no copy). Called every step: kept to plain dict building.
+
+        A classifier's class ids are usually its targets themselves (integer ids): their slice is shared.
+        """
         rows = slice(low, high)
-        return PreparedStream({key: value[rows] for key, value in self.feeds.items()},
-                              {key: value[rows] for key, value in self.targets.items()},
-                              {key: value[rows] for key, value in self.class_ids.items()} if self.class_ids else {},
+        targets = {key: value[rows] for key, value in self.targets.items()}
+        class_ids = {}
+        for key, value in self.class_ids.items():
+            class_ids[key] = targets[key] if value is self.targets.get(key) else value[rows]
+        return PreparedStream({key: value[rows] for key, value in self.feeds.items()}, targets, class_ids,
                               {key: value[rows] for key, value in self.weights.items()} if self.weights else {})
 
 

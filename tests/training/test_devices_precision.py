@@ -119,12 +119,13 @@ def test_float64_inputs_work_and_half_inputs_are_refused_at_the_arrow():
         net.to(dtype=torch.bfloat16)
 
 
-def test_compile_gives_the_eager_results(data):
+@pytest.mark.parametrize("mode", [True, "reduce-overhead"])
+def test_compile_gives_the_eager_results(data, mode):
     import mariana.activations as MA
 
     train, test = data
     results = []
-    for compile in (False, True):  # no dropout: compiled code draws its random numbers differently
+    for compile in (False, mode):  # no dropout: compiled code draws its random numbers differently
         mar.seed(0)
         net = ML.Input(64, name="inp") > ML.Hidden(32, activation=MA.ReLU(), name="hid") > ML.SoftmaxClassifier(
             10, learning_scenari=[MS.GradientDescent(0.05, momentum=0.9)], name="out")
@@ -137,8 +138,52 @@ def test_compile_gives_the_eager_results(data):
     assert compiled_history[0]["valid"]["out"]["loss"] == pytest.approx(eager_history[0]["valid"]["out"]["loss"], rel=1e-4)
 
 
+def test_a_compile_mode_is_passed_to_torch_and_an_unknown_one_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    modes = []
+
+    def recording_compile(function, mode=None):
+        modes.append(mode)
+        return function
+
+    monkeypatch.setattr(torch, "compile", recording_compile)
+    marks = []  # CUDA graphs: each step of "reduce-overhead" tells torch a new iteration starts
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(len(modes)))
+    mar.seed(0)
+    net = build_mlp((4,), 2, hidden=4)
+    data = DatasetMapper(inp=np.random.default_rng(0).random((8, 4), dtype=np.float32), out=np.arange(8) % 2)
+    for compile in (True, "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"):
+        trainer = Trainer(net, "out", batch_size=4, stops=[stops.EpochWall(1)], recorders=[], compile=compile)
+        trainer.start(data)
+        assert trainer.hardware.compile == ("default" if compile is True else compile)
+    assert modes == ["default", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
+    assert marks == [3, 3]  # two steps, in the third run only
+    with pytest.raises(ValueError, match=r"compile must be True, False or one of 'default', 'reduce-overhead', 'max-autotune', "
+                                         r"'max-autotune-no-cudagraphs', but received 'fastest'"):
+        Trainer(net, "out", stops=[stops.EpochWall(1)], compile="fastest", run_dir=tmp_path / "run")
+    with pytest.raises(TypeError, match=r"compile must be True, False or one of .* but received 1"):
+        Trainer(net, "out", stops=[stops.EpochWall(1)], compile=1, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_compile_mode_is_recorded_and_rebuilt_on_resume(tmp_path, data, monkeypatch):
+    import json
+
+    from tests.training.run_child import RaiseAt
+
+    monkeypatch.setattr(torch, "compile", lambda function, mode=None: function)  # the mode's bookkeeping, not the compiler
+    train, _ = data
+    mar.seed(0)
+    trainer = Trainer(build_mlp((64,), 10, hidden=16), "out", batch_size=64, stops=[stops.EpochWall(2)], recorders=[RaiseAt(2, 3)],
+                      run_dir=tmp_path / "run", compile="reduce-overhead", seed=0)
+    with pytest.raises(RuntimeError, match="recorder failure"):
+        trainer.start(train)
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["compile"] == "reduce-overhead"
+    resumed = Trainer.resume(tmp_path / "run", recorders=[])
+    assert (resumed.compile, resumed.hardware.compile, resumed.epoch) == ("reduce-overhead", "reduce-overhead", 2)
+
+
 def test_a_step_the_backend_cannot_compile_runs_eagerly_with_a_warning(data, monkeypatch):
-    def failing_compile(function):
+    def failing_compile(function, **options):
         def compiled(*args):
             raise RuntimeError("the backend cannot compile this layer")
         return compiled
@@ -168,3 +213,16 @@ def test_the_options_round_trip_through_resume(tmp_path, data):
     # the scaler's growth tracker counts every step since its last change: equal only if the resume restored it
     assert resumed.hardware.scaler.state_dict() == reference.hardware.scaler.state_dict()
     assert all(torch.equal(a, b) for a, b in zip(resumed.net.parameters(), reference.net.parameters()))
+
+
+def test_class_ids_that_are_the_targets_stay_one_tensor_moved_reordered_and_sliced():
+    from mariana.training.streams import PreparedStream
+
+    net = ML.Input(2, name="inp") > ML.SoftmaxClassifier(3, learning_scenari=[MS.Adam(0.01)], name="out")
+    stream = PreparedStream.prepare(net.cost_plan("out"), {"inp": np.zeros((4, 2)), "out": [0, 1, 2, 1]}, ["out"])
+    assert stream.class_ids["out"] is stream.targets["out"]
+    assert stream.nbytes() == 4 * 2 * 4 + 4 * 8  # the ids counted once
+    for moved in (stream.to(torch.device("cpu")), stream.reordered(torch.tensor([3, 2, 1, 0])), stream.rows(1, 3)):
+        assert moved.class_ids["out"] is moved.targets["out"]
+    assert stream.reordered(torch.tensor([3, 2, 1, 0])).rows(0, 2).class_ids["out"].tolist() == [1, 2]
+    assert len(stream.rows(1, 3)) == 2 and stream.rows(1, 3).device == torch.device("cpu")
