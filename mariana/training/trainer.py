@@ -101,7 +101,7 @@ class Trainer(ResumableState):
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
                  best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None, device: Any = "auto",
-                 precision: Any = "32", compile: bool = False, resume: Any = False) -> None:
+                 precision: Any = "32", compile: bool | str = False, resume: Any = False) -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
