@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mariana import graph, optimizer_state
-from mariana.execution import CostPlan, ForwardPlan, TrainingPlan, chunks
+# execution as a module, not its names: importing mariana.execution first imports the layers, which import
+# this module before execution has defined its plans.
+from mariana import execution, graph, optimizer_state
 from mariana.graph_module import GraphModule
 from mariana.layers.base import Layer, install_network_factory
 from mariana.registry import serialize
@@ -245,27 +246,27 @@ class Network:
         self._plans.clear()
 
     # -- plans (cached per request; rebuilt when the graph changes) -------------------
-    def forward_plan(self, layers: str | Sequence[str]) -> ForwardPlan:
+    def forward_plan(self, layers: str | Sequence[str]) -> execution.ForwardPlan:
         """The cached plan evaluating ``layers`` (what ``propagate`` and ONNX export run)."""
         targets = (layers,) if isinstance(layers, str) else tuple(layers)
         key = ("forward", targets)
         plan = self._plans.get(key)
         if plan is None:
-            plan = self._plans[key] = ForwardPlan(self, targets)
+            plan = self._plans[key] = execution.ForwardPlan(self, targets)
         return plan
 
-    def all_outputs_plan(self) -> ForwardPlan:
+    def all_outputs_plan(self) -> execution.ForwardPlan:
         """The plan computing every output (net.module's forward); found by one lookup per call."""
         plan = self._plans.get("all outputs")
         if plan is None:
             plan = self._plans["all outputs"] = self.forward_plan(tuple(self.outputs))
         return plan
 
-    def cost_plan(self, outputs: str | Sequence[str]) -> CostPlan:
+    def cost_plan(self, outputs: str | Sequence[str]) -> execution.CostPlan:
         """The cached plan computing the costs of ``outputs`` (what ``test`` and the Trainer's evaluations run)."""
         return self._cached_cost_plan(outputs, training=False)
 
-    def training_plan(self, outputs: str | Sequence[str]) -> TrainingPlan:
+    def training_plan(self, outputs: str | Sequence[str]) -> execution.TrainingPlan:
         """The cached plan taking one update step on ``outputs`` (what ``train`` and the Trainer's steps run)."""
         return self._cached_cost_plan(outputs, training=True)
 
@@ -277,7 +278,7 @@ class Network:
             key = ("train" if training else "test", names)
             plan = self._plans.get(key)
             if plan is None:
-                plan = self._plans[key] = TrainingPlan(self, names) if training else CostPlan(self, names)
+                plan = self._plans[key] = execution.TrainingPlan(self, names) if training else execution.CostPlan(self, names)
             if fast_key is not None:
                 self._plans[fast_key] = plan
         return plan
@@ -323,7 +324,7 @@ class Network:
         totals: dict[str, Any] = {}
         counts: dict[str, Any] = {}
         with _mode(self.module, training=False), torch.no_grad():
-            for chunk in chunks(feeds, targets, batch_size):
+            for chunk in execution.chunks(feeds, targets, batch_size):
                 result = plan.evaluate(chunk.feeds, chunk.targets)
                 for name, loss in result.losses.items():
                     count = result.counts.get(name, chunk.stop - chunk.start)  # class weights: a weighted mean over chunks
@@ -366,13 +367,13 @@ class Network:
             expected = expected.argmax(dim=-1)
         return int((predicted.argmax(dim=-1) == expected).sum()) / len(expected)
 
-    def _infer(self, plan: ForwardPlan, feeds: dict[str, torch.Tensor], batch_size: int | None) -> torch.Tensor:
+    def _infer(self, plan: execution.ForwardPlan, feeds: dict[str, torch.Tensor], batch_size: int | None) -> torch.Tensor:
         """The plan's one target in inference mode, on the host, computed ``batch_size`` rows at a time."""
         (name,) = plan.target_names
         dtype = self[name].dtype  # under a user's autocast the output may be bfloat16, which numpy cannot hold
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
-            for chunk in chunks(feeds, {}, batch_size):
+            for chunk in execution.chunks(feeds, {}, batch_size):
                 parts.append(plan.run(chunk.feeds, training=False).values[name].detach().to("cpu", dtype))
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
