@@ -205,6 +205,10 @@ class Distributed:
         dist.all_gather_object(values, value, group=self.control)
         return values
 
+    def failed(self) -> None:
+        """This process is leaving the run on an error the others did not share: it will not wait for them at exit."""
+        _EXIT["failed"] = True
+
     def barrier(self) -> None:
         if self.active:
             dist.barrier(group=self.control)
@@ -340,6 +344,9 @@ def _destroy() -> None:
     end, gloo's threads release tensors after Python is gone and abort the exit: 1 run in 6 here.)"""
     if not dist.is_initialized():
         return
+    if _EXIT["failed"]:  # the others are waiting in a step that will never come: let them fail now
+        dist.destroy_process_group()
+        return
     try:  # a gloo barrier that gives up: a rank that failed alone must not wait for the others' whole timeout
         dist.monitored_barrier(group=_CONTROL.get(id(dist.group.WORLD)), timeout=timedelta(seconds=EXIT_WAIT))
     except RuntimeError:  # another rank is gone or still busy (a failure): close what is left
@@ -348,6 +355,7 @@ def _destroy() -> None:
 
 
 _CONTROL: dict[int, Any] = {}
+_EXIT = {"failed": False}
 
 
 def _control_group() -> Any:

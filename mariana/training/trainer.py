@@ -308,6 +308,8 @@ class Trainer(ResumableState):
             # Under DDP an error is not a step boundary all ranks agree on: the last checkpoint is where a rerun starts.
             if not (self._emergency_written or self.interrupts.stopped_at_once or self.distributed.active) and self._can_save():
                 attach_message(error, self._emergency(type(error).__name__))
+            if self.distributed.active and not self._emergency_written:  # the others learn it as its connections close
+                self.distributed.failed()
             raise
         finally:
             self.net.module.train(was_training)

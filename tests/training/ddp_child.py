@@ -82,6 +82,13 @@ def step_hook(rank_wanted: int, at: int, signum: int):
     register_optimizer_step_post_hook(after_step)
 
 
+class FailsAtEpochEnd(recorders.Recorder):
+    """A recorder that raises (recorders run on rank 0 only: the other ranks do not share the error)."""
+
+    def on_epoch_end(self, trainer, entry):
+        raise RuntimeError(f"recorder failure at the end of epoch {entry['epoch']}")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("data")
@@ -92,6 +99,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--term-at", type=int)
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--variant", choices=["weighted", "batchnorm"])
+    parser.add_argument("--fail-on-rank-0", action="store_true", help="a recorder raises at the end of epoch 1")
     parser.add_argument("--rows", type=int, help="train on the first ROWS rows (one that leaves a short last batch)")
     options = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -106,7 +114,8 @@ def main(argv: list[str]) -> None:
         train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
         valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
     trainer = Trainer(network(options.dropout, options.variant), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
-                      recorders=[recorders.CSV("log.csv")], run_dir=options.run_dir, seed=7, resume="auto",
+                      recorders=[recorders.CSV("log.csv"), *([FailsAtEpochEnd()] if options.fail_on_rank_0 else [])],
+                      run_dir=options.run_dir, seed=7, resume="auto",
                       accumulate=options.accumulate)
     rank = trainer.distributed.rank
     try:

@@ -12,6 +12,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,12 @@ def test_frozen_layers_and_class_weights_match_one_process_and_batch_norm_statis
     assert norm.returncode == 0, norm.stderr[-3000:]
     rank0, rank1 = weights(tmp_path / "bn-out", 0), weights(tmp_path / "bn-out", 1)
     assert {key for key in rank0 if "running" in key} and all(torch.equal(rank0[key], rank1[key]) for key in rank0)
+
+
+def test_an_error_on_rank_0_alone_ends_the_whole_run_at_once(tmp_path, data_file):
+    # The other rank waits in its next collective; rank 0 leaves without the exit barrier, so its closed connections
+    # end that wait (before: the 30 s exit barrier first).
+    started = time.monotonic()
+    done = launch(data_file, tmp_path / "run", tmp_path / "out", "--fail-on-rank-0")
+    assert done.returncode != 0 and "recorder failure at the end of epoch 1" in done.stderr
+    assert time.monotonic() - started < 25
