@@ -32,6 +32,7 @@ import mariana as mar
 import mariana.activations as MA
 import mariana.layers as ML
 import mariana.scenari as MS
+from mariana.bench import lightning_module
 from mariana.datasets import mnist
 from mariana.training import DatasetMapper, Trainer, recorders, stops
 
@@ -104,29 +105,15 @@ def lightning_run(x: np.ndarray, y: np.ndarray) -> float | None:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips or banners in the table
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*", category=DeprecationWarning)  # Lightning's own, not ours
 
-    class Module(L.LightningModule):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
-
-        def training_step(self, batch, index):
-            xb, yb = batch
-            logits = self.model(xb)
-            loss = F.cross_entropy(logits, yb)
-            self.log("loss", loss, on_epoch=True, on_step=False)
-            self.log("accuracy", (logits.argmax(dim=-1) == yb).float().mean(), on_epoch=True, on_step=False)
-            return loss
-
-        def configure_optimizers(self):
-            return torch.optim.SGD(self.parameters(), lr=LR, momentum=MOMENTUM)
-
     torch.manual_seed(0)
     data = torch.utils.data.TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
     loader = torch.utils.data.DataLoader(data, batch_size=BATCH, shuffle=True)
     trainer = L.Trainer(max_epochs=EPOCHS, accelerator="cpu", logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False)
     start = time.perf_counter()
-    trainer.fit(Module(), loader)
+    network = torch.nn.Sequential(torch.nn.Linear(784, 500), torch.nn.ReLU(), torch.nn.Linear(500, 10))
+    module = lightning_module(network, lambda network: torch.optim.SGD(network.parameters(), lr=LR, momentum=MOMENTUM))
+    trainer.fit(module, loader)
     return time.perf_counter() - start
 
 

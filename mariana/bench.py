@@ -227,19 +227,15 @@ def keras_contender() -> Callable[..., float] | None:
     return run_keras
 
 
-def lightning_contender() -> Callable[..., float] | None:
-    """PyTorch Lightning with its own precision plugin, or None when it is not installed."""
-    try:
-        import lightning as L
-    except ImportError:
-        return None
-    import logging
+def lightning_module(network: nn.Module, make_optimizer: Callable[[nn.Module], torch.optim.Optimizer]) -> Any:
+    """A LightningModule training ``network`` on cross-entropy, logging loss and accuracy per epoch as Mariana's
+    Trainer does (``lightning`` must be installed). Used here and by ``benchmarks/trainer_overhead.py``."""
+    import lightning as L
 
     class Module(L.LightningModule):
-        def __init__(self, model: str, net: Any) -> None:
+        def __init__(self) -> None:
             super().__init__()
-            self.model_name = model
-            self.network = torch_model(model, net)[0]
+            self.network = network
 
         def training_step(self, batch, index):
             xb, yb = batch
@@ -250,7 +246,18 @@ def lightning_contender() -> Callable[..., float] | None:
             return loss
 
         def configure_optimizers(self):
-            return torch_optimizer(self.model_name, self.network)
+            return make_optimizer(self.network)
+
+    return Module()
+
+
+def lightning_contender() -> Callable[..., float] | None:
+    """PyTorch Lightning with its own precision plugin, or None when it is not installed."""
+    try:
+        import lightning as L
+    except ImportError:
+        return None
+    import logging
 
     def run_lightning(model: str, net: Any, x: np.ndarray, y: np.ndarray, batch: int, precision: str, device: str) -> float:
         logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no tips or banners in the table
@@ -264,7 +271,7 @@ def lightning_contender() -> Callable[..., float] | None:
             trainer = L.Trainer(max_epochs=1, accelerator=accelerator, devices=devices,
                                 precision="bf16-mixed" if precision == "bf16" else "32-true", logger=False,
                                 enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-            module = Module(model, net)
+            module = lightning_module(torch_model(model, net)[0], lambda network: torch_optimizer(model, network))
             start = time.perf_counter()
             trainer.fit(module, loader)
             return time.perf_counter() - start
