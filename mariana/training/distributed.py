@@ -43,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from mariana.execution import CostResult, TrainingPlan
-from mariana.training.metrics import EpochSums
+from mariana.training.metrics import STATE_KEYS, EpochSums
 from mariana.training.resume import ResumeWarning
 
 #: How long a rank waits for the others to join or answer (seconds); ``MARIANA_DISTRIBUTED_TIMEOUT`` changes it.
@@ -240,7 +240,7 @@ class Distributed:
         """
         ranks = state.get("ranks")
         if ranks is None:
-            ranks = [{"rng": state["rng"], "sums": {key: state[key] for key in SUM_KEYS if key in state},
+            ranks = [{"rng": state["rng"], "sums": {key: state[key] for key in STATE_KEYS if key in state},
                       "gradients": state.get("gradients", {})}]
         elif not (isinstance(ranks, list) and ranks and all(_is_rank_part(part) for part in ranks)):
             raise ValueError("checkpoint state 'ranks' must be a non-empty list of each process's states "
@@ -252,46 +252,25 @@ class Distributed:
         if self.rank < len(ranks):
             part = ranks[self.rank]
         else:
-            part = {"rng": _reseeded(ranks[0]["rng"], self.rank), "sums": _zero_sums(ranks[0]["sums"]), "gradients": {}}
+            recorded = ranks[0]["sums"]  # the same outputs, nothing counted yet
+            empty = EpochSums(list(recorded.get("loss_sums", {})), list(recorded.get("correct", {})), torch.device("cpu"))
+            part = {"rng": _reseeded(ranks[0]["rng"], self.rank), "sums": empty.state_dict(), "gradients": {}}
         return {**state, "rng": part["rng"], "gradients": part["gradients"],
-                **{key: part["sums"][key] for key in SUM_KEYS if key in part["sums"]}}
+                **{key: part["sums"][key] for key in STATE_KEYS if key in part["sums"]}}
 
     def summed(self, sums: EpochSums) -> EpochSums:
         """``sums`` added over all ranks (a new object: a checkpoint keeps each rank's own)."""
         if not self.active:
             return sums
-        names, classifiers = sums.outputs, sums.classifiers
-        values = ([float(sums.loss[n]) for n in names] + [float(sums.correct[n]) for n in classifiers]
-                  + [float(sums.counts[n]) for n in names] + [float(sums.weights.get(n, 0.0)) for n in names]
-                  + [float(n in sums.weights) for n in names])
-        packed = torch.tensor(values, dtype=torch.float64)
+        packed = torch.tensor(sums.totals(), dtype=torch.float64)
         dist.all_reduce(packed, group=self.control)
-        device = next(iter(sums.loss.values())).device
-        total = EpochSums(names, classifiers, device)
-        parts = iter(packed.tolist())
-        total.loss = {n: torch.tensor(next(parts), device=device) for n in names}
-        total.correct = {n: torch.tensor(int(next(parts)), device=device) for n in classifiers}
-        total.counts = {n: int(next(parts)) for n in names}
-        weights = {n: next(parts) for n in names}
-        total.weights = {n: torch.tensor(weights[n], device=device) for n in names if next(parts) > 0}
-        return total
-
-
-#: The running sums' entries in a checkpoint (see ``EpochSums.state_dict``).
-SUM_KEYS = ("loss_sums", "correct", "counts", "weight_sums")
+        return EpochSums.from_totals(sums.outputs, sums.classifiers, next(iter(sums.loss.values())).device, packed.tolist())
 
 
 def _is_rank_part(part: Any) -> bool:
     return (isinstance(part, dict) and isinstance(part.get("rng"), dict) and isinstance(part.get("sums"), dict)
             and isinstance(part.get("gradients"), dict)
             and all(isinstance(value, torch.Tensor) for value in part["gradients"].values()))
-
-
-def _zero_sums(sums: dict) -> dict:
-    """Running sums of the same outputs, all zero (a rank the checkpoint did not know starts its epoch share empty)."""
-    return {"loss_sums": {name: torch.zeros(()) for name in sums.get("loss_sums", {})},
-            "correct": {name: torch.zeros((), dtype=torch.int64) for name in sums.get("correct", {})},
-            "counts": dict.fromkeys(sums.get("counts", {}), 0), "weight_sums": {}}
 
 
 def _reseeded(rng: dict, rank: int) -> dict:

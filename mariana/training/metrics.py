@@ -19,6 +19,9 @@ from collections.abc import Sequence
 
 import torch
 
+#: A checkpoint's entries for the running sums ("weight_sums": its "weights" are the network's).
+STATE_KEYS = ("loss_sums", "correct", "counts", "weight_sums")
+
 
 class EpochSums:
     """Per-output sums over the rows seen since the last reset: loss, correct predictions, row count."""
@@ -55,9 +58,28 @@ class EpochSums:
                 metrics[name]["accuracy"] = float(self.correct[name]) / count
         return metrics
 
+    def totals(self) -> list[float]:
+        """Every sum as one list of floats (what data-parallel processes add up; :meth:`from_totals` reads it)."""
+        names = self.outputs
+        return ([float(self.loss[n]) for n in names] + [float(self.correct[n]) for n in self.classifiers]
+                + [float(self.counts[n]) for n in names] + [float(self.weights.get(n, 0.0)) for n in names]
+                + [float(n in self.weights) for n in names])
+
+    @classmethod
+    def from_totals(cls, outputs: Sequence[str], classifiers: Sequence[str], device: torch.device,
+                    totals: Sequence[float]) -> EpochSums:
+        """The sums a :meth:`totals` list (or the sum of several) holds."""
+        sums = cls(outputs, classifiers, device)
+        parts = iter(totals)
+        sums.loss = {n: torch.tensor(next(parts), device=device) for n in sums.outputs}
+        sums.correct = {n: torch.tensor(int(next(parts)), device=device) for n in sums.classifiers}
+        sums.counts = {n: int(next(parts)) for n in sums.outputs}
+        weights = {n: next(parts) for n in sums.outputs}
+        sums.weights = {n: torch.tensor(weights[n], device=device) for n in sums.outputs if next(parts) > 0}
+        return sums
+
     def state_dict(self) -> dict:
-        # "weight_sums": a checkpoint's "weights" are the network's
-        return {"loss_sums": self.loss, "correct": self.correct, "counts": self.counts, "weight_sums": self.weights}
+        return dict(zip(STATE_KEYS, (self.loss, self.correct, self.counts, self.weights), strict=True))
 
     def load_state_dict(self, state: dict) -> None:
         device = next(iter(self.loss.values())).device
