@@ -200,9 +200,9 @@ class DatasetMapper(Mapping):
             raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
         self._arrays = converted
         #: The arrays kept out of memory, read batch by batch: FileRows of memory-mapped files, columns of torch Datasets.
+        files = FileRows.of_arrays({key: value for key, value in converted.items() if is_file_backed(value)})
         self.files: dict[str, FileRows | DatasetColumn] = {
-            key: FileRows(value) if is_file_backed(value) else value for key, value in converted.items()
-            if is_file_backed(value) or isinstance(value, DatasetColumn)}
+            key: files.get(key, value) for key, value in converted.items() if key in files or isinstance(value, DatasetColumn)}
         self.datasets = list({id(c.rows): c.rows for c in self.files.values() if isinstance(c, DatasetColumn)}.values())
         self.copy_data = bool(copy_data)
         self.weights = _sample_weights(weights, len(self))

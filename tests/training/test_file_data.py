@@ -1,6 +1,9 @@
 """Data larger than memory (issue 11): memory-mapped arrays read batch by batch, recorded by path, size and sha256."""
 
+import copy
 import json
+import os
+import pickle
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ import torch
 
 import mariana as mar
 from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, stops
+from mariana.training import DatasetMapper, Trainer, file_data, stops
 from tests.training.run_child import RaiseAt
 
 
@@ -88,3 +91,49 @@ def test_a_slice_of_a_memory_mapped_array_reads_its_own_rows(files, tmp_path):
     sliced, _ = train(DatasetMapper(inp=mapped[50:150], out=y[50:150]), run_dir=tmp_path / "run")
     in_memory, _ = train(DatasetMapper(inp=x[50:150], out=y[50:150]))
     assert all(torch.equal(a, b) for a, b in zip(in_memory.net.parameters(), sliced.net.parameters()))
+
+
+@pytest.fixture(params=["mapped", "preadv"])
+def reading(request, monkeypatch):
+    """Both ways of reading file-backed rows: through a mapping (arrays up to MAPPED_BYTES) and with preadv (larger ones)."""
+    if request.param == "preadv":
+        monkeypatch.setattr(file_data, "MAPPED_BYTES", 0)
+    return request.param
+
+
+def test_rows_are_read_alike_through_a_mapping_and_with_preadv(files, reading):
+    x_path, y_path, x, y = files
+    mapper = DatasetMapper(inp=np.load(x_path, mmap_mode="r")[20:180], out=np.load(y_path, mmap_mode="r")[20:180])
+    assert {key: rows.mapped for key, rows in mapper.files.items()} == {"inp": reading == "mapped", "out": reading == "mapped"}
+    indices = np.array([159, 0, 7, 7, 8, 100, 3])  # any order, repeats, neighbours, both ends
+    assert np.array_equal(mapper.rows("inp", indices), x[20:180][indices])
+    assert np.array_equal(mapper.rows("out", indices), y[20:180][indices])
+    assert mapper.rows("inp", np.array([], dtype=np.int64)).shape == (0, 6)
+    with pytest.raises(IndexError, match=r"rows 0\.\.160 are outside its 160 rows"):
+        mapper.rows("inp", np.array([0, 160]))
+
+
+def test_a_file_cut_short_while_training_is_a_clear_error_not_a_crash(files, reading):
+    x_path, _, x, _ = files
+    rows = DatasetMapper(inp=np.load(x_path, mmap_mode="r"), out=np.zeros(200)).files["inp"]
+    assert np.array_equal(rows.take(np.array([199])), x[[199]])
+    os.truncate(x_path, x_path.stat().st_size - 24)  # the last row's bytes are gone: a mapping read of them is SIGBUS
+    with pytest.raises(ValueError, match=r"x.npy' is shorter than its array \(\(200, 6\)\): it changed while training"):
+        rows.take(np.array([199]))
+
+
+def test_the_smallest_arrays_are_mapped_while_they_fit_the_budget(tmp_path, monkeypatch):
+    sizes = {"a": 40, "b": 10, "c": 30}  # rows of 8 bytes each
+    for key, length in sizes.items():
+        np.save(tmp_path / f"{key}.npy", np.zeros(length))
+    monkeypatch.setattr(file_data, "MAPPED_BYTES", 8 * 45)  # b and c fit together, a does not
+    mapped = file_data.FileRows.of_arrays({key: np.load(tmp_path / f"{key}.npy", mmap_mode="r") for key in sizes})
+    assert list(mapped) == ["a", "b", "c"] and {key: rows.mapped for key, rows in mapped.items()} == {"a": False, "b": True, "c": True}
+
+
+def test_a_mapper_copied_after_reading_maps_its_file_again(files):
+    x_path, _, x, _ = files
+    rows = file_data.FileRows(np.load(x_path, mmap_mode="r"), mapped=True)
+    rows.take(np.array([1]))
+    for again in (copy.deepcopy(rows), pickle.loads(pickle.dumps(rows))):
+        assert np.array_equal(again.take(np.array([5, 2])), x[[5, 2]])
