@@ -50,6 +50,8 @@ from mariana.training.resume import ResumeWarning
 DEFAULT_TIMEOUT = 600
 #: How long a process leaving the run waits for the others, so all close the group together (seconds).
 EXIT_WAIT = 30
+#: What ``synchronising`` gives outside DDP or when gradients are to be averaged: one reusable context that does nothing.
+_NO_CONTEXT = contextlib.nullcontext()
 
 
 class PlanRunner(torch.nn.Module):
@@ -114,6 +116,8 @@ class Distributed:
     # -- shares ---------------------------------------------------------------------------
     def share(self, low: int, high: int) -> tuple[int, int]:
         """This rank's contiguous part of rows ``low:high`` (sizes differ by one at most; may be empty)."""
+        if self.world_size == 1:
+            return low, high
         size, extra = divmod(high - low, self.world_size)
         start = low + self.rank * size + min(self.rank, extra)
         return start, start + size + (self.rank < extra)
@@ -163,7 +167,7 @@ class Distributed:
 
     def synchronising(self, sync: bool) -> contextlib.AbstractContextManager:
         """Around a forward and backward pass: ``sync=False`` (accumulating) keeps the gradients local."""
-        return self.runner.no_sync() if self.runner is not None and not sync else contextlib.nullcontext()
+        return self.runner.no_sync() if self.runner is not None and not sync else _NO_CONTEXT
 
     # -- messages -----------------------------------------------------------------------
     def any(self, flag: bool, at_once: bool = True) -> bool:

@@ -101,6 +101,11 @@ class Hardware:
         """``batch`` on the device (a no-op for streams kept there)."""
         return batch if batch.device == self.device else batch.to(self.device)
 
+    def on_device(self, stream: PreparedStream | FileStream,
+                  rows: Callable[[int, int], PreparedStream]) -> Callable[[int, int], PreparedStream]:
+        """``rows(low, high)`` of ``stream``, moved to the device when the stream is not kept there (decided once)."""
+        return rows if stream.device == self.device else lambda low, high: rows(low, high).to(self.device)
+
     def evaluate(self, plan: CostPlan, batch: PreparedStream) -> CostResult:
         """The plan's forward pass and costs under this precision's autocast (compiled when asked).
 

@@ -52,6 +52,7 @@ from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import checkpoint as CK
+from mariana.training.accumulation import checked_accumulate, group_of
 from mariana.training.averaging import WeightAverage, check_decay
 from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, states
 from mariana.training.distributed import Distributed, rank_seed
@@ -331,15 +332,16 @@ class Trainer(ResumableState):
             self.position_step = 0
             self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
         stream = self._prepared["train"]
-        rows = stream.in_order(torch.from_numpy(self.epoch_order).to(stream.device))
+        rows = self.hardware.on_device(stream, stream.in_order(torch.from_numpy(self.epoch_order).to(stream.device)))
         total = len(self.epoch_order)
         steps = math.ceil(total / self.batch_size)
         for recorder in self._recorders:
             recorder.on_epoch_start(self, self.epoch + 1, steps)
         self.net.module.train(True)
         keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
+        ask_peers = self.distributed.active and self.interrupts.enabled  # else only this process's signals count
         for step in range(self.position_step, steps):
-            if self._interrupted(at_once=False):
+            if (ask_peers or self.interrupts.pending is not None) and self._interrupted(at_once=False):
                 self.interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),
@@ -357,32 +359,29 @@ class Trainer(ResumableState):
                              "log": len(self.net.log)}
 
     def _step(self, batch: PreparedStream, step: int, steps: int, total: int, counted: bool = True) -> None:
-        """One batch: an update per plan ("random" order: one plan drawn), metrics added on the device.
+        """One batch (on the device): an update per plan ("random" order: one plan drawn), metrics added on the device.
 
-        With ``accumulate=k`` each batch adds its share of its group's rows times its gradient
-        (the group: k batches, fewer at the epoch's end) and the optimizers step on the group's
-        last batch: the step of one batch as large as the group (with class weights, each
-        batch's share is by rows, not by weight).
+        With ``accumulate=k`` each batch adds its share of its group's rows times its gradient and
+        the optimizers step on the group's last batch (:mod:`mariana.training.accumulation`; with
+        class weights, each batch's share is by rows, not by weight). Called every step: kept lean.
         """
         plans = self._step_plans
         if self.order == "random":
             plans = [plans[int(self._order_rng.integers(len(plans)))]]
-        group_start = step - step % self.accumulate
-        group_size = min(self.accumulate, steps - group_start)
-        stepped = group_size == 1 or step + 1 == group_start + group_size
-        group_rows = min(total, (group_start + group_size) * self.batch_size) - group_start * self.batch_size
-        batch = self.hardware.batch(batch)
-        share = self.distributed.world_size * len(batch) / group_rows if counted else 0.0  # DDP averages over ranks
         batch_rows = min(total, (step + 1) * self.batch_size) - step * self.batch_size  # all ranks' rows
+        stepped, group_rows = (True, batch_rows) if self.accumulate == 1 else group_of(
+            step, steps, total, self.batch_size, self.accumulate)
+        rows = len(batch)
+        share = self.distributed.world_size * rows / group_rows if counted else 0.0  # DDP averages over ranks
         for names, plan in plans:
             with self.distributed.synchronising(stepped):
                 result = self.distributed.run(self.hardware.evaluate, plan, batch)
-                result = self.distributed.weighed_by_counts(result, len(batch), batch_rows, counted)
+                result = self.distributed.weighed_by_counts(result, rows, batch_rows, counted)
                 self.hardware.backward(plan, result, share)
             if stepped:
                 self.hardware.apply(plan)
             for name in names if counted else ():
-                self.sums.add(name, result.losses[name], len(batch), result.logits[name], batch.class_ids.get(name),
+                self.sums.add(name, result.losses[name], rows, result.logits[name], batch.class_ids.get(name),
                               result.counts.get(name))
         if stepped and self.average is not None:
             self.average.update()
@@ -440,11 +439,3 @@ class Trainer(ResumableState):
             return self._elapsed_before
         return self._elapsed_before + time.perf_counter() - self._session_start
 
-
-def checked_accumulate(accumulate: Any, order: str, outputs: list[str]) -> int:
-    """``accumulate`` checked: at least 1, and with several outputs only in order "simultaneous"."""
-    accumulate = int_at_least(accumulate, 1, "Trainer: accumulate")
-    if accumulate > 1 and order != "simultaneous" and len(outputs) > 1:
-        raise ValueError(f"Trainer: accumulate={accumulate} needs order='simultaneous' with several outputs: the outputs' "
-                         f"steps would add to each other's gradients in order={order!r}.")
-    return accumulate
