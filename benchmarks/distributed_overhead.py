@@ -78,7 +78,11 @@ def plain_worker(x: np.ndarray, y: np.ndarray, epochs: int) -> float:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if distributed:  # leaving with the group still open aborts a process now and then (gloo's threads at exit)
+        dist.barrier()
+        dist.destroy_process_group()
+    return seconds
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -98,7 +102,10 @@ def measure(kind: str, processes: int, args: argparse.Namespace) -> float:
     with tempfile.TemporaryDirectory() as folder:
         env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
                "BENCH_RUN_DIR": os.path.join(folder, "run") if kind == "mariana+run_dir" else ""}
-        done = subprocess.run([sys.executable, *script], capture_output=True, text=True, env=env, cwd=folder, check=True)
+        done = subprocess.run([sys.executable, *script], capture_output=True, text=True, env=env, cwd=folder)
+    if done.returncode != 0:
+        raise SystemExit(f"distributed_overhead: the {kind} run on {processes} process(es) failed (exit status "
+                         f"{done.returncode}); its last lines:\n" + "\n".join(done.stderr.strip().splitlines()[-5:]))
     return json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
 
 
@@ -113,6 +120,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
+    args.data_dir = str(Path(args.data_dir).resolve())  # the workers run in a temporary folder of their own
     kinds = ("mariana", "mariana+run_dir", "plain")
     configurations = [(kind, processes) for processes in (1, 2) for kind in kinds]
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configurations}
