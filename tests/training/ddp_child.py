@@ -1,6 +1,6 @@
 """One training script for the data-parallel tests: run as is (one process) or under torchrun (several).
 
-``python tests/training/ddp_child.py DATA RUN_DIR OUT [--dropout] [--kill-at N] [--term-at N] [--rows N]``
+``python tests/training/ddp_child.py DATA RUN_DIR OUT [--dropout] [--kill-at N] [--term-at N] [--rows N] [--mmap FOLDER]``
 
 The same script whatever the launcher, as a user writes it. Each process
 writes, into OUT (not the run directory): its final weights
@@ -101,6 +101,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--variant", choices=["weighted", "batchnorm"])
     parser.add_argument("--fail-on-rank-0", action="store_true", help="a recorder raises at the end of epoch 1")
     parser.add_argument("--rows", type=int, help="train on the first ROWS rows (one that leaves a short last batch)")
+    parser.add_argument("--mmap", metavar="FOLDER", help="read x, y, vx, vy from FOLDER/<name>.npy, memory-mapped")
     options = parser.parse_args(argv)
     torch.set_num_threads(1)
     attempt = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
@@ -110,9 +111,13 @@ def main(argv: list[str]) -> None:
         step_hook(1, options.kill_at, signal.SIGKILL)
     if options.term_at and attempt == 0:
         step_hook(0, options.term_at, signal.SIGTERM)
-    with np.load(options.data) as arrays:
-        train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
-        valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
+    if options.mmap:
+        arrays = {name: np.load(os.path.join(options.mmap, f"{name}.npy"), mmap_mode="r") for name in ("x", "y", "vx", "vy")}
+    else:
+        with np.load(options.data) as stored:
+            arrays = dict(stored)
+    train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
+    valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
     trainer = Trainer(network(options.dropout, options.variant), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
                       recorders=[recorders.CSV("log.csv"), *([FailsAtEpochEnd()] if options.fail_on_rank_0 else [])],
                       run_dir=options.run_dir, seed=7, resume="auto",

@@ -15,7 +15,9 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import safetensors.numpy
 import torch
 import torch.distributed as dist
 from torch.distributed.run import get_args_parser
@@ -77,6 +79,24 @@ def test_two_processes_end_where_one_ends_and_only_rank_0_writes(tmp_path, data_
     assert {"run.json", "log.csv", "latest"} <= written
     assert sorted(os.listdir(tmp_path / "two")) == sorted(os.listdir(tmp_path / "one"))
     assert len((tmp_path / "two" / "log.csv").read_text().splitlines()) == 1 + ddp_child.EPOCHS
+
+
+def test_two_processes_read_memory_mapped_files_in_shares_and_copy_nothing(tmp_path, data_file):
+    folder = tmp_path / "files"
+    folder.mkdir()
+    with np.load(data_file) as stored:
+        for name in ("x", "y", "vx", "vy"):
+            np.save(folder / f"{name}.npy", stored[name])
+    one = launch(data_file, tmp_path / "one", tmp_path / "one-out", "--rows", "609", processes=0)
+    two = launch(data_file, tmp_path / "two", tmp_path / "two-out", "--rows", "609", "--mmap", str(folder))
+    assert one.returncode == 0, one.stderr[-3000:]
+    assert two.returncode == 0, two.stderr[-3000:]
+    single, mapped = weights(tmp_path / "one-out"), weights(tmp_path / "two-out", 1)
+    for key in single:
+        torch.testing.assert_close(mapped[key], single[key], rtol=0, atol=2e-5)
+    assert safetensors.numpy.load_file(str(tmp_path / "two" / "data" / "train.safetensors")) == {}
+    streams = json.loads((tmp_path / "two" / "run.json").read_text())["trainer"]["streams"]
+    assert {stream: sorted(streams[stream]["files"]) for stream in ("train", "valid")} == {"train": ["inp", "out"], "valid": ["inp", "out"]}
 
 
 def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_bit_identically(tmp_path, data_file, uninterrupted):
