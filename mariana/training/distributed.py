@@ -161,6 +161,16 @@ class Distributed:
             losses[name] = losses[name] * factor[index].to(losses[name].dtype)
         return CostResult(losses=losses, logits=result.logits, counts=result.counts)
 
+    def forward_backward(self, hardware: Any, plan: TrainingPlan, batch: Any, sync: bool, share: float, batch_rows: int,
+                         counted: bool) -> CostResult:
+        """One DDP forward and backward pass of this rank's ``batch`` (a ``counted=False`` batch joins at weight 0);
+        ``sync=False`` (accumulating) keeps the gradients local. Returns the forward pass's result."""
+        with self.synchronising(sync):
+            result = self.run(hardware.evaluate, plan, batch)
+            result = self.weighed_by_counts(result, len(batch), batch_rows, counted)
+            hardware.backward(plan, result, share)
+        return result
+
     def run(self, function: Callable[..., Any], *args: Any) -> Any:
         """``function(*args)`` as a forward pass DDP knows of (so the backward averages gradients)."""
         return function(*args) if self.runner is None else self.runner(function, *args)

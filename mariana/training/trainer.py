@@ -374,9 +374,10 @@ class Trainer(ResumableState):
         rows = len(batch)
         share = self.distributed.world_size * rows / group_rows if counted else 0.0  # DDP averages over ranks
         for names, plan in plans:
-            with self.distributed.synchronising(stepped):
-                result = self.distributed.run(self.hardware.evaluate, plan, batch)
-                result = self.distributed.weighed_by_counts(result, rows, batch_rows, counted)
+            if self.distributed.active:
+                result = self.distributed.forward_backward(self.hardware, plan, batch, stepped, share, batch_rows, counted)
+            else:
+                result = self.hardware.evaluate(plan, batch)
                 self.hardware.backward(plan, result, share)
             if stepped:
                 self.hardware.apply(plan)
