@@ -50,8 +50,6 @@ from mariana.training.resume import ResumeWarning
 DEFAULT_TIMEOUT = 600
 #: How long a process leaving the run waits for the others, so all close the group together (seconds).
 EXIT_WAIT = 30
-#: What ``synchronising`` gives outside DDP or when gradients are to be averaged: one reusable context that does nothing.
-_NO_CONTEXT = contextlib.nullcontext()
 
 
 class PlanRunner(torch.nn.Module):
@@ -177,7 +175,7 @@ class Distributed:
 
     def synchronising(self, sync: bool) -> contextlib.AbstractContextManager:
         """Around a forward and backward pass: ``sync=False`` (accumulating) keeps the gradients local."""
-        return self.runner.no_sync() if self.runner is not None and not sync else _NO_CONTEXT
+        return self.runner.no_sync() if self.runner is not None and not sync else contextlib.nullcontext()
 
     # -- messages -----------------------------------------------------------------------
     def any(self, flag: bool, at_once: bool = True) -> bool:

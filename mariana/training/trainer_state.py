@@ -90,7 +90,6 @@ class ResumableState:
         load_states(self.recorders, state["recorders"])
         CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
 
-
     def _config(self: Trainer) -> dict:
         """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
         config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
