@@ -159,8 +159,8 @@ class FileStream:
         self.plan, self.mapper, self.classifiers = plan, mapper, list(classifiers)
         self.device = torch.device("cpu")
         self._prefetch: concurrent.futures.ThreadPoolExecutor | None = None
-        self._readers: list[Prefetch] = []
-        self._sequential: Prefetch | None = None
+        self._sequential: Prefetch | None = None  # rows(): evaluations, in stored order
+        self._epoch: Prefetch | None = None  # in_order(): the current epoch's order
 
     def __len__(self) -> int:
         return len(self.mapper)
@@ -174,21 +174,17 @@ class FileStream:
     def rows(self, low: int, high: int) -> PreparedStream:
         """Rows ``low:high`` in stored order (evaluations read them one batch after another: prefetched too)."""
         if self._sequential is None:
-            self._sequential = self._reader(lambda first, last: self.batch(np.arange(first, last)), len(self))
+            self._sequential = Prefetch(lambda first, last: self.batch(np.arange(first, last)), len(self), self._executor,
+                                        min_share=READ_AHEAD_SHARE)
         return self._sequential(low, high)
 
     def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
         indices = order.cpu().numpy()
-        return self._reader(lambda low, high: self.batch(indices[low:high]), len(indices))
-
-    def _reader(self, read: Callable[[int, int], PreparedStream], total: int) -> Prefetch:
-        for reader in self._readers:  # an earlier epoch's reader: its read ahead is of no use any more
-            if reader is not self._sequential:
-                reader.drop()
-        self._readers = [reader for reader in self._readers if reader is self._sequential]
-        reader = Prefetch(read, total, self._executor, min_share=READ_AHEAD_SHARE)
-        self._readers.append(reader)
-        return reader
+        if self._epoch is not None:  # an earlier epoch's reader: its read ahead is of no use any more
+            self._epoch.drop()
+        self._epoch = Prefetch(lambda low, high: self.batch(indices[low:high]), len(indices), self._executor,
+                               min_share=READ_AHEAD_SHARE)
+        return self._epoch
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._prefetch is None:
@@ -197,9 +193,10 @@ class FileStream:
 
     def close(self) -> None:
         """Stop the prefetch thread (the Trainer calls it when a session ends; a later epoch starts a new one)."""
-        for reader in self._readers:
-            reader.drop()
-        self._readers, self._sequential = [], None
+        for reader in (self._sequential, self._epoch):
+            if reader is not None:
+                reader.drop()
+        self._sequential = self._epoch = None
         if self._prefetch is not None:
             self._prefetch.shutdown(wait=True, cancel_futures=True)
             self._prefetch = None
