@@ -104,7 +104,7 @@ class FileRows:
             return self._read(indices)
         mapping, rows = self._mapped_rows()
         if mapping.size() < self.offset + self.nbytes:  # reading a truncated file's mapping would kill the process (SIGBUS)
-            raise ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
+            raise self._cut_short()
         return np.take(rows, indices, axis=0)
 
     def _mapped_rows(self) -> tuple[mmap.mmap, np.ndarray]:
@@ -150,7 +150,10 @@ class FileRows:
     def _read_into(self, descriptor: int, first: int, buffer: np.ndarray) -> None:
         """Fill ``buffer`` (bytes of whole rows) from row ``first`` on, with one system call."""
         if buffer.nbytes and os.preadv(descriptor, [buffer], self.offset + first * self.row_bytes) != buffer.nbytes:
-            raise ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
+            raise self._cut_short()
+
+    def _cut_short(self) -> ValueError:
+        return ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
 
     def describe(self) -> dict:
         """What the run directory records instead of a copy: path, size, sha256 and the array's layout."""
