@@ -104,9 +104,8 @@ class PlanStep:
     activate: bool  #: apply its activation (not for Pass, nor when only the logits are needed)
 
 
-@dataclass
-class ForwardResult:
-    """What a forward plan computed."""
+class ForwardResult(NamedTuple):
+    """What a forward plan computed (a named tuple: ``values, pre, clean = plan.run(...)``)."""
 
     values: Tensors  #: each layer's output as the next layers receive it
     pre: Tensors  #: pre-activations of the layers that keep them
@@ -162,8 +161,10 @@ class ForwardPlan:
         ]
         self.device_tensor = next(iter(network.module.parameters()), None)
         self.ignored_keys = set(network.inputs) | set(network.outputs)
-        # What run() reads of each step, unpacked once (it runs every training step).
-        self._run_steps = [(step.layer.evaluate, step.layer.name, step.sources, step.keep_pre, step.keep_clean, step.activate)
+        # What run() reads of each step, unpacked once (it runs every training step); the name of a
+        # step's only source, else None (several sources: run() gathers them).
+        self._run_steps = [(step.layer.evaluate, step.layer.name, step.sources[0] if len(step.sources) == 1 else None,
+                            step.sources, step.keep_pre, step.keep_clean, step.activate)
                            for step in self.steps]
 
     @property
@@ -172,16 +173,18 @@ class ForwardPlan:
 
     def run(self, feeds: Mapping[str, torch.Tensor], training: bool) -> ForwardResult:
         """Evaluate every step; decorators apply only when ``training``."""
-        result = ForwardResult(values=dict(feeds), pre={}, clean={})
-        values, pre, clean = result.values, result.pre, result.clean
-        for evaluate, name, sources, keep_pre, keep_clean, activate in self._run_steps:
-            output = evaluate(*[values[s] for s in sources], training=training, activate=activate)
+        values, pre, clean = dict(feeds), {}, {}
+        for evaluate, name, source, sources, keep_pre, keep_clean, activate in self._run_steps:
+            if source is not None:
+                output = evaluate(values[source], training=training, activate=activate)
+            else:
+                output = evaluate(*[values[s] for s in sources], training=training, activate=activate)
             if keep_pre:
                 pre[name] = output.pre
             if keep_clean:
                 clean[name] = output.clean
             values[name] = output.out
-        return result
+        return ForwardResult(values, pre, clean)
 
     def prepare(self, batch: Mapping[str, Any], target_outputs: tuple[Layer, ...] = (),
                 to_device: bool = True) -> tuple[Tensors, Tensors]:
@@ -251,6 +254,7 @@ class CostPlan:
             if layer.uses_logits(training) and not any(other.name in outputs or other.is_output for other in layer.outgoing)
         )
         self.forward = ForwardPlan(network, outputs, keep_pre=outputs, logits_only=logits_only)
+        self._named_outputs = [(layer.name, layer) for layer in self.outputs]
 
     def prepare(self, batch: Mapping[str, Any], to_device: bool = True) -> tuple[Tensors, Tensors]:
         return self.forward.prepare(batch, target_outputs=tuple(self.outputs), to_device=to_device)
@@ -260,18 +264,16 @@ class CostPlan:
 
         ``sample_weights`` maps output names to per-sample weights ``(batch,)``.
         """
-        forward = self.forward.run(feeds, self.training)
-        weights = sample_weights or {}
-        losses, logits, counts = {}, {}, {}
-        for layer in self.outputs:
-            name, target = layer.name, targets.get(layer.name)
-            logits[name] = forward.pre[name]
-            losses[name] = layer.cost_value(logits[name], forward.values[name], target, forward.clean, self.training,
-                                            weights.get(name))
+        training = self.training
+        values, logits, clean = self.forward.run(feeds, training)
+        losses, counts = {}, {}
+        for name, layer in self._named_outputs:
+            target, weights = targets.get(name), sample_weights.get(name) if sample_weights else None
+            losses[name] = layer.cost_value(logits[name], values[name], target, clean, training, weights)
             class_weights = layer.cost.target_weights(target) if target is not None else None
             if class_weights is not None:
                 counts[name] = class_weights.sum()
-        return CostResult(losses=losses, logits=logits, counts=counts)
+        return CostResult(losses, logits, counts)
 
 
 class TrainingPlan(CostPlan):
@@ -374,9 +376,9 @@ class TrainingPlan(CostPlan):
             scenario.steps += 1
         if scaler is not None:
             scaler.update()
-        if torch.is_autocast_enabled(self.forward.device.type):
-            # Run inside a user's torch.autocast: its cache would keep serving the weights' old low-precision copies.
-            torch.clear_autocast_cache()
+        # Run inside a user's torch.autocast, its cache would keep serving the weights' old low-precision
+        # copies. Outside one the cache is empty: clearing it is free, and cheaper than asking.
+        torch.clear_autocast_cache()
 
     def scenari(self) -> list[LearningScenario]:
         """The optimizer scenari this plan steps (each once)."""

@@ -340,16 +340,20 @@ class Trainer(ResumableState):
         self.net.module.train(True)
         keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
         ask_peers = self.distributed.active and self.interrupts.enabled  # else only this process's signals count
+        share = self.distributed.share if self.distributed.active else None  # one process: the whole batch
+        interrupts, size = self.interrupts, self.batch_size
         for step in range(self.position_step, steps):
-            if (ask_peers or self.interrupts.pending is not None) and self._interrupted(at_once=False):
-                self.interrupts.raise_pending(self._emergency)
+            if (ask_peers or interrupts.pending is not None) and self._interrupted(at_once=False):
+                interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),
                                          torch.cuda.get_rng_state_all() if self.hardware.device.type == "cuda" else None)
             self._in_step = True
-            low, high = self.distributed.share(step * self.batch_size, min((step + 1) * self.batch_size, total))
+            low, high = step * size, min((step + 1) * size, total)
+            if share is not None:
+                low, high = share(low, high)
             # A rank whose share of a last, short batch is empty still joins the gradient average, with weight 0.
-            self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, counted=high > low)
+            self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, high - low)
             self._in_step = False
             self.position_step = step + 1
             for recorder in self._step_recorders:
@@ -358,8 +362,11 @@ class Trainer(ResumableState):
         self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history),
                              "log": len(self.net.log)}
 
-    def _step(self, batch: PreparedStream, step: int, steps: int, total: int, counted: bool = True) -> None:
+    def _step(self, batch: PreparedStream, step: int, steps: int, total: int, rows: int) -> None:
         """One batch (on the device): an update per plan ("random" order: one plan drawn), metrics added on the device.
+
+        ``rows``: this process's rows of the batch; 0 for a rank whose share of a last, short batch is
+        empty (``batch`` is then one row that weighs nothing and counts in no metric).
 
         With ``accumulate=k`` each batch adds its share of its group's rows times its gradient and
         the optimizers step on the group's last batch (:mod:`mariana.training.accumulation`; with
@@ -371,8 +378,8 @@ class Trainer(ResumableState):
         batch_rows = min(total, (step + 1) * self.batch_size) - step * self.batch_size  # all ranks' rows
         stepped, group_rows = (True, batch_rows) if self.accumulate == 1 else group_of(
             step, steps, total, self.batch_size, self.accumulate)
-        rows = len(batch)
-        share = self.distributed.world_size * rows / group_rows if counted else 0.0  # DDP averages over ranks
+        counted = rows > 0
+        share = self.distributed.world_size * rows / group_rows  # DDP averages over ranks
         for names, plan in plans:
             if self.distributed.active:
                 result = self.distributed.forward_backward(self.hardware, plan, batch, stepped, share, batch_rows, counted)
