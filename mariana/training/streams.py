@@ -110,13 +110,16 @@ class PreparedStream:
 
         A classifier's class ids are usually its targets themselves (integer ids): their slice is shared.
         """
-        rows = slice(low, high)
-        targets = {key: value[rows] for key, value in self.targets.items()}
-        class_ids = {}
+        feeds, targets, class_ids, weights = {}, {}, {}, {}
+        for key, value in self.feeds.items():
+            feeds[key] = value[low:high]
+        for key, value in self.targets.items():
+            targets[key] = value[low:high]
         for key, value in self.class_ids.items():
-            class_ids[key] = targets[key] if value is self.targets.get(key) else value[rows]
-        return PreparedStream({key: value[rows] for key, value in self.feeds.items()}, targets, class_ids,
-                              {key: value[rows] for key, value in self.weights.items()} if self.weights else {})
+            class_ids[key] = targets[key] if value is self.targets.get(key) else value[low:high]
+        for key, value in self.weights.items():
+            weights[key] = value[low:high]
+        return PreparedStream(feeds, targets, class_ids, weights)
 
 
 def evaluate(plan: CostPlan, stream: PreparedStream, outputs: Sequence[str], classifiers: Sequence[str],
