@@ -66,16 +66,21 @@ LABELS = {"mlp": "MLP", "cnn": "CNN"}
 SHAPES = {"mlp": (784,), "cnn": (1, 28, 28)}
 LR = {"mlp": 0.01, "cnn": 1e-3}
 MOMENTUM = 0.9
-#: Default steps per timed run: about half a second each on two CPU cores, the whole table in about a minute.
-STEPS = {"mlp": 300, "cnn": 100}
+#: Default steps per timed run: about 0.2 s (MLP) and 0.4 s (CNN) each on two CPU cores. Short runs, many
+#: repeats: the two runs of a pair then see the same machine load. With 100-step CNN runs (1.2 s) and 9
+#: repeats, the paired ratios on this shared machine spread from 0.8 to 1.25 and their median moved by
+#: +-4 % from one invocation to the next; with 30 steps and 21 repeats it moves by about +-1.5 %.
+STEPS = {"mlp": 300, "cnn": 30}
+#: Default timed runs of each contender: the whole table in about a minute.
+REPEATS = 21
 
 
 def add_arguments(parser: argparse.ArgumentParser, count: Any = int) -> None:
     """The benchmark's options; ``count`` is the argparse type of its positive ints."""
     parser.add_argument("--steps", type=count, default=None,
                         help=f"training steps (batches) per timed run (default: {STEPS['mlp']} for the MLP, {STEPS['cnn']} for the CNN)")
-    parser.add_argument("--repeats", type=count, default=9,
-                        help="timed runs of each contender, interleaved; best img/s, median ratio (default: 9)")
+    parser.add_argument("--repeats", type=count, default=REPEATS,
+                        help=f"timed runs of each contender, interleaved; best img/s, median ratio (default: {REPEATS})")
     parser.add_argument("--batch-size", type=count, default=64, help="images per step (default: 64)")
     parser.add_argument("--device", default="auto", help="'auto', 'cpu', 'cuda', 'cuda:N' or 'mps' (default: auto, CUDA when present)")
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="rows to run (default: mlp cnn)")
@@ -386,7 +391,7 @@ def print_table(rows: list[dict[str, Any]], optional_names: Sequence[str], missi
               file=file)
 
 
-def run(steps: int | None = None, repeats: int = 9, numpy: bool = False, *, batch_size: int = 64, device: str = "auto",
+def run(steps: int | None = None, repeats: int = REPEATS, numpy: bool = False, *, batch_size: int = 64, device: str = "auto",
         models: Sequence[str] = MODELS, precisions: Sequence[str] = tuple(PRECISIONS), compile: str | None = None,
         file: TextIO | None | str = "stdout") -> list[dict[str, Any]]:
     """Time every (model, precision); print the table to ``file`` (default: sys.stdout; None: print nothing), return its rows."""
