@@ -340,7 +340,6 @@ class Trainer(ResumableState):
         self.net.module.train(True)
         keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
         ask_peers = self.distributed.active and self.interrupts.enabled  # else only this process's signals count
-        share = self.distributed.share if self.distributed.active else None  # one process: the whole batch
         interrupts, size = self.interrupts, self.batch_size
         for step in range(self.position_step, steps):
             if (ask_peers or interrupts.pending is not None) and self._interrupted(at_once=False):
@@ -349,9 +348,7 @@ class Trainer(ResumableState):
                 self._rng_before_step = (torch.get_rng_state(),
                                          torch.cuda.get_rng_state_all() if self.hardware.device.type == "cuda" else None)
             self._in_step = True
-            low, high = step * size, min((step + 1) * size, total)
-            if share is not None:
-                low, high = share(low, high)
+            low, high = self.distributed.share(step * size, min((step + 1) * size, total))
             # A rank whose share of a last, short batch is empty still joins the gradient average, with weight 0.
             self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, high - low)
             self._in_step = False
