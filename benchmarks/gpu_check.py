@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from mariana import bench
-from mariana.training.hardware import CompileWarning
+from mariana.training.loop.hardware import CompileWarning
 
 #: Batch sizes and steps per timed run: about a second per run at most on a GPU, enough to dwarf launch jitter.
 STEPS = {64: 500, 512: 200}

@@ -55,7 +55,7 @@ from torch import nn
 
 from mariana.arguments import CommandError, OneLineParser, at_least
 
-#: ``--compile`` choices: torch.compile's modes (as ``mariana.training.hardware.COMPILE_MODES``, without importing it here).
+#: ``--compile`` choices: torch.compile's modes (as ``mariana.training.loop.hardware.COMPILE_MODES``, without importing it here).
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 
 #: ``--models`` choices: name in the table, Mariana builder, PyTorch builder, input shape (batch axis excluded).

@@ -140,7 +140,7 @@ def _html(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from mariana.training import Trainer
-    from mariana.training import checkpoint as CK
+    from mariana.training.storage import checkpoint as CK
 
     _import_modules(args.imports)
     try:

@@ -130,7 +130,7 @@ def test_the_ratio_is_the_median_of_the_paired_repeats(no_optional, monkeypatch)
 
 
 def test_compile_compiles_marianas_step_only(no_optional, monkeypatch, capsys):
-    from mariana.training import hardware
+    from mariana.training.loop import hardware
 
     modes = []
     monkeypatch.setattr(bench.torch, "compile", lambda function, mode=None: modes.append(mode) or function)

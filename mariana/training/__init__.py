@@ -13,11 +13,11 @@ Example:
 """
 
 from mariana.training import recorders, stops
-from mariana.training.checkpoint import CheckpointWarning
+from mariana.training.data.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
 from mariana.training.fit import fit
 from mariana.training.history import History
-from mariana.training.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
-from mariana.training.resume import ResumeWarning
+from mariana.training.run.resume import ResumeWarning
+from mariana.training.storage.checkpoint import CheckpointWarning
 from mariana.training.trainer import Trainer
 
 __all__ = [

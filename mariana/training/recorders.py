@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mariana.registry import Configurable
-from mariana.training.progress_display import STREAMS, Display, NotebookBar, PlainLines, TerminalBar, metric_groups
+from mariana.training.callbacks.progress_display import STREAMS, Display, NotebookBar, PlainLines, TerminalBar, metric_groups
 
 if TYPE_CHECKING:
     from mariana.training.trainer import Trainer

@@ -51,22 +51,22 @@ from mariana.checks import int_at_least, one_of, seed_or_none
 from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
-from mariana.training import checkpoint as CK
-from mariana.training.accumulation import checked_accumulate, group_of
-from mariana.training.averaging import WeightAverage, check_decay
-from mariana.training.callbacks import BestValue, best_monitor, checked_best, checked_list, states
-from mariana.training.distributed import Distributed, rank_seed
-from mariana.training.hardware import Hardware
+from mariana.training.callbacks.hooks import BestValue, best_monitor, checked_best, checked_list, states
+from mariana.training.data.mappers import DatasetMapper, as_mapper
+from mariana.training.data.streams import FileStream, PreparedStream, evaluate
 from mariana.training.history import History
-from mariana.training.interrupts import Interrupts, attach_message
-from mariana.training.mappers import DatasetMapper, as_mapper
-from mariana.training.metrics import EpochSums
+from mariana.training.loop.accumulation import checked_accumulate, group_of
+from mariana.training.loop.averaging import WeightAverage, check_decay
+from mariana.training.loop.hardware import Hardware
+from mariana.training.loop.interrupts import Interrupts, attach_message
+from mariana.training.loop.metrics import EpochSums
 from mariana.training.recorders import ProgressBar, Recorder
-from mariana.training.resume import read_continuation, read_resume_point, recorded_device, restore_network, torch_threads
-from mariana.training.run_directory import RUN_FORMAT, RunDirectory, describe_object
+from mariana.training.run.progress import ResumableState
+from mariana.training.run.resume import read_continuation, read_resume_point, recorded_device, restore_network, torch_threads
 from mariana.training.stops import Stop
-from mariana.training.streams import FileStream, PreparedStream, evaluate
-from mariana.training.trainer_state import ResumableState
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.run_directory import RUN_FORMAT, RunDirectory, describe_object
+from mariana.training.strategies.ddp import Distributed, rank_seed
 
 ORDERS = ("simultaneous", "sequential", "random")
 STREAMS = ("train", "valid", "test")
@@ -87,13 +87,13 @@ class Trainer(ResumableState):
     ``accumulate=k``: one optimizer step every k batches (the step of a batch k
     times as large). ``ema=decay``: a moving average of the weights evaluates
     the valid/test streams and becomes the network's weights at the end.
-    ``device``, ``precision`` and ``compile``: see :mod:`mariana.training.hardware`.
+    ``device``, ``precision`` and ``compile``: see :mod:`mariana.training.loop.hardware`.
     ``resume="auto"``: when ``run_dir`` holds an unfinished run of the same
     network, settings and data, ``start`` continues it (so rerunning a killed
     job's command carries on); ``False`` (default) refuses a used run_dir.
     Under torchrun the run is data-parallel (``batch_size`` stays global; only
     rank 0 writes); ``trainer.distributed`` holds ``rank``, ``world_size`` and
-    ``is_writer``: see :mod:`mariana.training.distributed`.
+    ``is_writer``: see :mod:`mariana.training.strategies.ddp`.
     """
 
     def __init__(self, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,
@@ -366,7 +366,7 @@ class Trainer(ResumableState):
         empty (``batch`` is then one row that weighs nothing and counts in no metric).
 
         With ``accumulate=k`` each batch adds its share of its group's rows times its gradient and
-        the optimizers step on the group's last batch (:mod:`mariana.training.accumulation`; with
+        the optimizers step on the group's last batch (:mod:`mariana.training.loop.accumulation`; with
         class weights, each batch's share is by rows, not by weight). Called every step: kept lean.
         """
         plans = self._step_plans

@@ -8,8 +8,8 @@ import threading
 import pytest
 import torch
 
-from mariana.training import checkpoint as CK
-from mariana.training.run_directory import RunDirectory, lower_thread_priority
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.run_directory import RunDirectory, lower_thread_priority
 
 
 def test_a_checkpoint_and_its_sidecar_then_its_pointers_are_written_together(tmp_path, monkeypatch):
@@ -68,7 +68,7 @@ def test_the_writer_thread_runs_nicer_than_the_training_thread(tmp_path):
 def test_checkpoint_files_are_plain_safetensors_for_every_dtype_a_state_holds(tmp_path):
     from safetensors.torch import load
 
-    from mariana.training.safetensors_files import tensor_parts
+    from mariana.training.storage.safetensors_files import tensor_parts
 
     tensors = {"w": torch.randn(3, 4), "b16": torch.randn(5).to(torch.bfloat16), "rng": torch.get_rng_state(),
                "count": torch.tensor(7), "flag": torch.tensor([True, False]), "none": torch.zeros(0), "d": torch.ones(2, dtype=torch.float64),

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from mariana.training import DatasetMapper, Trainer
-from mariana.training.mappers import as_mapper
+from mariana.training.data.mappers import as_mapper
 from tests.training.run_child import RaiseAt
 from tests.training.test_file_data import train
 

@@ -10,7 +10,8 @@ import mariana.scenari as MS
 from mariana import devices
 from mariana.datasets import digits
 from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, hardware, stops
+from mariana.training import DatasetMapper, Trainer, stops
+from mariana.training.loop import hardware
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +217,7 @@ def test_the_options_round_trip_through_resume(tmp_path, data):
 
 
 def test_class_ids_that_are_the_targets_stay_one_tensor_moved_reordered_and_sliced():
-    from mariana.training.streams import PreparedStream
+    from mariana.training.data.streams import PreparedStream
 
     net = ML.Input(2, name="inp") > ML.SoftmaxClassifier(3, learning_scenari=[MS.Adam(0.01)], name="out")
     stream = PreparedStream.prepare(net.cost_plan("out"), {"inp": np.zeros((4, 2)), "out": [0, 1, 2, 1]}, ["out"])

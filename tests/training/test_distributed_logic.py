@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from mariana.training import ResumeWarning
-from mariana.training.distributed import Distributed, rank_seed
-from mariana.training.metrics import EpochSums
+from mariana.training.loop.metrics import EpochSums
+from mariana.training.strategies.ddp import Distributed, rank_seed
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 8])
@@ -82,7 +82,7 @@ def test_rank_seeds_differ_and_rank_0_keeps_the_run_seed():
 
 
 def test_a_world_size_without_torchrun_s_other_variables_is_a_clear_error():
-    code = ("from mariana.training.distributed import Distributed\n"
+    code = ("from mariana.training.strategies.ddp import Distributed\n"
             "try:\n    Distributed.from_environment()\nexcept ValueError as error:\n    print(error)\n")
     env = {key: value for key, value in os.environ.items() if key not in ("RANK", "MASTER_ADDR", "MASTER_PORT")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,

@@ -12,7 +12,8 @@ import torch
 
 import mariana as mar
 from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, file_data, stops
+from mariana.training import DatasetMapper, Trainer, stops
+from mariana.training.data import file_data
 from tests.training.run_child import RaiseAt
 
 

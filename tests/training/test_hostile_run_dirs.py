@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import mariana as mar
-from mariana.training import checkpoint as CK
-from mariana.training import run_record as RR
-from mariana.training.checkpoint import CheckpointStore, CheckpointWarning
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage import run_record as RR
+from mariana.training.storage.checkpoint import CheckpointStore, CheckpointWarning
 
 
 # -- 6. temps left by kills --------------------------------------------------------------

@@ -10,8 +10,8 @@ from torch.utils.data import TensorDataset
 
 from mariana.models import build_mlp
 from mariana.training import DatasetMapper
-from mariana.training.prefetch import Prefetch
-from mariana.training.streams import FileStream
+from mariana.training.data.prefetch import Prefetch
+from mariana.training.data.streams import FileStream
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import mariana.decorators as MD
 import mariana.layers as ML
 import mariana.scenari as MS
 from mariana.training import Trainer, recorders, stops
-from mariana.training.checkpoint import CheckpointStore
+from mariana.training.storage.checkpoint import CheckpointStore
 from tests.training import run_child
 
 CHILD = Path(run_child.__file__)
@@ -226,7 +226,7 @@ def test_mariana_resume_command_finishes_the_run(tmp_path, data_file, capsys):
 
 def test_resume_warns_in_another_environment_and_uses_the_recorded_thread_count(tmp_path, data_file, reference, monkeypatch):
     from mariana.training import ResumeWarning
-    from mariana.training import checkpoint as CK
+    from mariana.training.storage import checkpoint as CK
 
     run_dir = tmp_path / "run"
     interrupted_in_process(run_dir, data_file, 2, 2)  # recorded with 1 thread
@@ -277,7 +277,7 @@ def test_resume_refuses_recorder_paths_outside_the_run_dir(tmp_path, data_file):
 
 
 def test_recorder_paths_outside_the_run_dir_are_refused_even_when_the_record_matches(tmp_path):
-    from mariana.training.resume import confine_recorder_paths
+    from mariana.training.run.resume import confine_recorder_paths
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -7,8 +7,9 @@ import torch
 
 import mariana as mar
 from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, stops, streams
-from mariana.training.run_directory import write_safetensors
+from mariana.training import DatasetMapper, Trainer, stops
+from mariana.training.data import streams
+from mariana.training.storage.run_directory import write_safetensors
 
 
 def test_the_streamed_data_copy_reads_back_with_safetensors(tmp_path):

@@ -4,7 +4,7 @@ Layout::
 
     run_dir/run.json        network architecture, trainer settings, data hashes, machine
     run_dir/data/           one copy of each in-memory stream (safetensors)
-    run_dir/checkpoints/    ckpt-NNNNNN-eE-sS.safetensors (see mariana.training.checkpoint)
+    run_dir/checkpoints/    ckpt-NNNNNN-eE-sS.safetensors (see mariana.training.storage.checkpoint)
     run_dir/latest, best    pointers to checkpoints
 
 Writes happen on one background thread, in submission order, so the training
@@ -37,10 +37,10 @@ import safetensors.numpy
 import torch
 
 from mariana.registry import serialize
-from mariana.training import checkpoint as CK
-from mariana.training.mappers import DatasetMapper
-from mariana.training.run_record import run_record
-from mariana.training.safetensors_files import write_safetensors
+from mariana.training.data.mappers import DatasetMapper
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.run_record import run_record
+from mariana.training.storage.safetensors_files import write_safetensors
 
 RUN_FORMAT = 1
 

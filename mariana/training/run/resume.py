@@ -30,13 +30,13 @@ from safetensors import SafetensorError
 from mariana.network import Network
 from mariana.optimizer_state import check_optimizer_state
 from mariana.registry import deserialize, serialize
-from mariana.training import checkpoint as CK
-from mariana.training.checkpoint import CheckpointWarning
-from mariana.training.mappers import DatasetMapper, as_mapper
+from mariana.training.data.mappers import DatasetMapper, as_mapper
 from mariana.training.recorders import Recorder
-from mariana.training.run_directory import RunDirectory
-from mariana.training.run_record import check_run_record, run_differences
 from mariana.training.stops import Stop
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.checkpoint import CheckpointWarning
+from mariana.training.storage.run_directory import RunDirectory
+from mariana.training.storage.run_record import check_run_record, run_differences
 
 
 class ResumeWarning(UserWarning):

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from mariana.training import checkpoint as CK
-from mariana.training.callbacks import load_states, states
-from mariana.training.distributed import on_host
+from mariana.training.callbacks.hooks import load_states, states
 from mariana.training.history import History
-from mariana.training.run_directory import describe_object
+from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.run_directory import describe_object
+from mariana.training.strategies.ddp import on_host
 
 if TYPE_CHECKING:
     from mariana.training.trainer import Trainer

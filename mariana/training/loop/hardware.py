@@ -35,8 +35,8 @@ import torch
 from mariana.devices import keep_on_device, resolve_device
 from mariana.execution import CostPlan, CostResult, TrainingPlan
 from mariana.network import Network
-from mariana.precision import Precision
-from mariana.training.streams import FileStream, PreparedStream
+from mariana.training.data.streams import FileStream, PreparedStream
+from mariana.training.precision.policy import Precision
 
 #: ``compile=`` strings: ``torch.compile``'s modes (``True`` means "default").
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from mariana.execution import CostPlan
-from mariana.training.metrics import EpochSums
-from mariana.training.prefetch import Prefetch
+from mariana.training.data.prefetch import Prefetch
+from mariana.training.loop.metrics import EpochSums
 
 Tensors = dict[str, torch.Tensor]
 
@@ -154,7 +154,7 @@ class FileStream:
     It offers what the Trainer uses of a :class:`PreparedStream` (``len``, ``device``,
     ``rows``, ``in_order``), on the host. The next batch is read on a background
     thread while the current one trains when reading is slow enough for that to pay
-    (:class:`mariana.training.prefetch.Prefetch` guesses which rows come next, also
+    (:class:`mariana.training.data.prefetch.Prefetch` guesses which rows come next, also
     when each call is one rank's shard of a batch).
     """
 

@@ -43,8 +43,8 @@ import torch
 import torch.distributed as dist
 
 from mariana.execution import CostResult, TrainingPlan
-from mariana.training.metrics import STATE_KEYS, EpochSums
-from mariana.training.resume import ResumeWarning
+from mariana.training.loop.metrics import STATE_KEYS, EpochSums
+from mariana.training.run.resume import ResumeWarning
 
 #: How long a rank waits for the others to join or answer (seconds); ``MARIANA_DISTRIBUTED_TIMEOUT`` changes it.
 DEFAULT_TIMEOUT = 600

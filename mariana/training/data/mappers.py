@@ -28,8 +28,8 @@ import torch
 
 from mariana.checks import is_int, refuse_masked
 from mariana.registry import Configurable, deserialize, serialize
-from mariana.training.dataset_rows import DatasetColumn, DatasetRows
-from mariana.training.file_data import FileRows, is_file_backed
+from mariana.training.data.dataset_rows import DatasetColumn, DatasetRows
+from mariana.training.data.file_data import FileRows, is_file_backed
 
 
 class Sampler(Configurable):
@@ -158,7 +158,7 @@ class DatasetMapper(Mapping):
     see ``mariana.costs.Cost.weighted``).
 
     Memory-mapped arrays (``np.load(path, mmap_mode="r")``) stay on disk: the
-    Trainer reads each batch's rows from the file (``mariana.training.file_data``)
+    Trainer reads each batch's rows from the file (``mariana.training.data.file_data``)
     and the run directory records their path, size and sha256 instead of a
     copy. In-memory arrays are copied into the run directory so ``resume(run_dir)``
     alone works; ``copy_data=False`` skips that copy, and resuming then needs the

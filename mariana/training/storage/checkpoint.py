@@ -17,7 +17,7 @@ tie a run document (``run.json``) to the checkpoints that recorded it.
 
 Example:
     >>> import tempfile, torch
-    >>> from mariana.training.checkpoint import CheckpointStore
+    >>> from mariana.training.storage.checkpoint import CheckpointStore
     >>> store = CheckpointStore(tempfile.mkdtemp())
     >>> name = store.save({"w": torch.ones(2)}, {"epoch": 1}, epoch=1, step=0)
     >>> tensors, state = store.load("latest")
@@ -44,8 +44,8 @@ from safetensors.torch import load as load_tensors
 
 from mariana.archive import no_duplicate_keys
 from mariana.files import atomic_write, file_sha256, remove_stale_temps
-from mariana.training.run_record import short_json
-from mariana.training.safetensors_files import tensor_parts
+from mariana.training.storage.run_record import short_json
+from mariana.training.storage.safetensors_files import tensor_parts
 
 FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
