@@ -163,7 +163,7 @@ def _check_edge(source: Layer, target: Layer) -> None:
         )
     if source.network is not target.network:
         check_names_disjoint([source.network, target.network], target)
-    target._check_incoming(source)
+    target.check_incoming(source)
 
 
 def reaches(start: Layer, goal: Layer) -> bool:
@@ -188,7 +188,7 @@ def build_merge(sources: Sequence[Layer], target: Layer) -> None:
     """Infer a merge layer's shape and build it, when every source's shape is known."""
     shapes = tuple(source.shape for source in sources)
     if all(shape is not None for shape in shapes):
-        target._build(shapes, target._infer_shape(shapes, sources))
+        target.create_params(shapes, target.infer_shape(shapes, sources))
 
 
 def build_downstream(source: Layer, target: Layer) -> list[Layer]:
@@ -210,17 +210,17 @@ def build_downstream(source: Layer, target: Layer) -> list[Layer]:
         shapes = tuple(new_shapes[id(p)][1] if id(p) in new_shapes else p.shape for p in incoming)
         if any(shape is None for shape in shapes):
             continue
-        layer._resolve_references(lookup)
-        new_shapes[id(layer)] = (shapes, layer._infer_shape(shapes, incoming))
+        layer.resolve_references(lookup)
+        new_shapes[id(layer)] = (shapes, layer.infer_shape(shapes, incoming))
         order.append(layer)
     built: list[Layer] = []
     try:
         for layer in order:
-            layer._build(*new_shapes[id(layer)])
+            layer.create_params(*new_shapes[id(layer)])
             built.append(layer)
     except BaseException as error:
         for layer in built:
-            layer._unbuild()
+            layer.forget_params()
         if isinstance(error, ValueError):  # name both ends of the '>' that failed
             raise ValueError(f"Cannot connect {source.describe()} > {target.describe()}: {error}") from None
         raise

@@ -31,7 +31,7 @@ class GraphModule(nn.Module):
         super().__init__()
         object.__setattr__(self, "_network", network)
 
-    def _add_layer(self, layer: Layer) -> None:
+    def add_layer(self, layer: Layer) -> None:
         # Bypass add_module's attribute check: a layer may be called 'train' or 'eval';
         # methods still resolve first because nn.Module only falls back to _modules.
         self._modules[layer.name] = layer

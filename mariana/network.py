@@ -58,7 +58,7 @@ class Network:
         """The one-layer network every layer is born in (``Layer.__init__`` calls it)."""
         network = cls()
         network._layers[layer.name] = layer
-        network.module._add_layer(layer)
+        network.module.add_layer(layer)
         network.record("construct", layer=layer.name, type=type(layer).__name__)
         return network
 
@@ -224,7 +224,7 @@ class Network:
             )
         del self._layers[layer.name]
         self.module._modules.pop(layer.name, None)
-        self._changed()
+        self.graph_changed()
         layer.network = None
 
     def _absorb(self, other: Network) -> None:
@@ -232,7 +232,7 @@ class Network:
         for name, layer in other._layers.items():
             self._layers[name] = layer
             layer.network = self
-            self.module._add_layer(layer)
+            self.module.add_layer(layer)
         other.module._modules.clear()
         self.optimizer_state.update(other.optimizer_state)
         self.log = sorted(self.log + other.log, key=lambda entry: entry["time"])
@@ -241,7 +241,8 @@ class Network:
         for alias in aliases:
             alias.__dict__ = self.__dict__
 
-    def _changed(self) -> None:
+    def graph_changed(self) -> None:
+        """The graph, or a layer's learning scenari, changed: forget the cached topological order and plans."""
         self._order_cache = None
         self._plans.clear()
 
@@ -271,16 +272,15 @@ class Network:
         return self._cached_cost_plan(outputs, training=True)
 
     def _cached_cost_plan(self, outputs: Any, training: bool) -> Any:
-        fast_key = (training, outputs) if isinstance(outputs, str) else None
-        plan = self._plans.get(fast_key) if fast_key is not None else None
+        """One key per plan: (kind, output names). A request already in that form is found without checking it again."""
+        kind = "train" if training else "test"
+        requested = (outputs,) if isinstance(outputs, str) else tuple(outputs) if isinstance(outputs, (list, tuple)) else None
+        plan = self._plans.get((kind, requested)) if requested is not None and all(isinstance(n, str) for n in requested) else None
         if plan is None:
             names = self.output_names(outputs)
-            key = ("train" if training else "test", names)
-            plan = self._plans.get(key)
+            plan = self._plans.get((kind, names))
             if plan is None:
-                plan = self._plans[key] = execution.TrainingPlan(self, names) if training else execution.CostPlan(self, names)
-            if fast_key is not None:
-                self._plans[fast_key] = plan
+                plan = self._plans[(kind, names)] = execution.TrainingPlan(self, names) if training else execution.CostPlan(self, names)
         return plan
 
     def output_names(self, outputs: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -401,7 +401,7 @@ class Network:
             self._absorb(target.network)
         target.incoming.append(source)
         source.outgoing.append(target)
-        self._changed()
+        self.graph_changed()
         self.record("connect", source=source.name, target=target.name, shapes={layer.name: list(layer.shape) for layer in built})
         return self
 
@@ -416,7 +416,7 @@ class Network:
         for source in sources:
             target.incoming.append(source)
             source.outgoing.append(target)
-        network._changed()
+        network.graph_changed()
         network.record("connect", sources=[s.name for s in sources], target=target.name)
         return network
 

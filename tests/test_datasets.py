@@ -1,21 +1,16 @@
 """Data sets: the idx reader (magic numbers, sizes), where mnist() looks, and the real files."""
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mariana import datasets
+from tests.helpers import write_idx
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
-def write_idx(path, magic, shape, payload=None):
-    header = magic.to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in shape)
-    body = payload if payload is not None else bytes(int(np.prod(shape)))
-    with gzip.open(path, "wb") as file:
-        file.write(header + body)
 
 
 def test_read_idx_images_and_labels(tmp_path):

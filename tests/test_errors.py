@@ -3,13 +3,13 @@ received value, and changes nothing: no param, no optimizer state, no graph."""
 
 import numpy as np
 import pytest
-import torch
 
 import mariana as mar
 import mariana.activations as MA
 import mariana.initializations as MI
 import mariana.layers as ML
 import mariana.scenari as MS
+from tests.helpers import assert_unchanged, frozen_state
 
 X = np.zeros((4, 2), dtype=np.float32)
 Y = np.array([0, 1, 1, 0])
@@ -24,20 +24,8 @@ def net():
     return network
 
 
-def frozen_state(network):
-    params = {k: v.clone() for k, v in network.state_dict().items()}
-    optimizer = {k: {s: v.clone() if isinstance(v, torch.Tensor) else v for s, v in state.items()}
-                 for k, state in network.optimizer_state_dict()["params"].items()}
-    return params, optimizer, network.optimizer_state_dict()["scenari"]
 
 
-def assert_unchanged(network, before):
-    params, optimizer, scenari = frozen_state(network)
-    assert params.keys() == before[0].keys() and all(torch.equal(params[k], before[0][k]) for k in params)
-    assert optimizer.keys() == before[1].keys()
-    for key in optimizer:
-        assert all(torch.equal(optimizer[key][s], before[1][key][s]) for s in optimizer[key])
-    assert scenari == before[2]
 
 
 @pytest.mark.parametrize("batch, message", [

@@ -7,7 +7,7 @@ import torch
 import mariana as mar
 import mariana.layers as ML
 import mariana.scenari as MS
-from tests.test_errors import assert_unchanged, frozen_state
+from tests.helpers import assert_unchanged, frozen_state
 
 X = np.zeros((4, 2), dtype=np.float32)
 Y = np.array([0, 1, 1, 0])

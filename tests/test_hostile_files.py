@@ -20,7 +20,7 @@ import mariana as mar
 import mariana.layers as ML
 import mariana.scenari as MS
 from mariana import files, optimizer_state, persistence
-from tests.test_persistence import _SLOW_SAVE, ROOT
+from tests.helpers import ROOT, SLOW_SAVE
 
 
 def _trained(scenario, tmp_path, name="m.mar"):
@@ -225,7 +225,7 @@ def test_max_bytes_lowers_the_cap_of_every_member_before_inflating(tmp_path, mon
 
 # -- 6. temps left by kills --------------------------------------------------------------
 def _start_slow_save(target, marker):
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
     deadline = time.monotonic() + 60
     while not marker.exists():
         assert child.poll() is None, "the saving process ended before it was killed"

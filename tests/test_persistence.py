@@ -7,7 +7,6 @@ import signal
 import struct
 import subprocess
 import sys
-import textwrap
 import time
 import zipfile
 from pathlib import Path
@@ -21,6 +20,7 @@ import mariana.layers as ML
 import mariana.scenari as MS
 from mariana import persistence
 from tests.abstraction_cases import ABSTRACTION_CASES
+from tests.helpers import SLOW_SAVE
 from tests.layer_cases import LAYER_CASES, layer_case
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -319,20 +319,6 @@ def test_non_zip_truncated_and_corrupt_files_are_refused(members, tmp_path):
 
 
 # -- atomic save -------------------------------------------------------------------------
-_SLOW_SAVE = textwrap.dedent("""
-    import sys, time, zipfile
-    import mariana as mar, mariana.layers as ML
-    mar.seed(0)
-    net = ML.Input(64, name="inp") > ML.Hidden(256, name="hid") > ML.Regression(8, name="out")
-    original = zipfile.ZipFile.writestr
-    def slow_writestr(self, info, data, *args, **kwargs):
-        original(self, info, data, *args, **kwargs)
-        self.fp.flush()
-        open(sys.argv[2], "w").close()  # tell the parent the save is half written
-        time.sleep(60)
-    zipfile.ZipFile.writestr = slow_writestr
-    net.save(sys.argv[1])
-""")
 
 
 @pytest.mark.parametrize("existing", [False, True], ids=["new_file", "replacing"])
@@ -341,7 +327,7 @@ def test_killed_save_never_leaves_a_corrupt_file(existing, tmp_path):
     if existing:
         build(layer_case("Hidden")).save(target)
         old = target.read_bytes()
-    child = subprocess.Popen([sys.executable, "-c", _SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
+    child = subprocess.Popen([sys.executable, "-c", SLOW_SAVE, str(target), str(marker)], cwd=ROOT)
     try:
         deadline = time.monotonic() + 60
         while not marker.exists():

@@ -57,7 +57,7 @@ class MultiHeadAttention(Layer):
     def expected_inputs(self) -> int:
         return 2 if self.cross else 1
 
-    def _check_incoming(self, source: Layer) -> None:
+    def check_incoming(self, source: Layer) -> None:
         sequences = "queries, then keys/values," if self.cross else "a sequence"
         if len(self.incoming) < self.expected_inputs and not source.dtype.is_floating_point:
             raise ValueError(

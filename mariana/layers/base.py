@@ -210,7 +210,7 @@ class Layer(Operand, Configurable, nn.Module):
         self._learning_scenari, self.optimizer, self.fixed = items, optimizer, fixed
         network = self.__dict__.get("network")
         if network is not None:
-            network._changed()
+            network.graph_changed()
 
     # -- params --------------------------------------------------------------------
     def add_param(
@@ -295,10 +295,10 @@ class Layer(Operand, Configurable, nn.Module):
         return f"{type(self).__name__} {self.name!r}"
 
     # -- connection-time machinery (used by mariana.network) ------------------------
-    def _resolve_references(self, lookup: dict[str, Layer]) -> None:
+    def resolve_references(self, lookup: dict[str, Layer]) -> None:
         """Find layers named by references() among those being connected (default: none)."""
 
-    def _check_incoming(self, source: Layer) -> None:
+    def check_incoming(self, source: Layer) -> None:
         if self.input_kind == "any":
             return
         is_float = source.dtype.is_floating_point
@@ -313,7 +313,7 @@ class Layer(Operand, Configurable, nn.Module):
                 f"Declare the Input with an integer dtype, e.g. ML.Input(10, dtype='int64')."
             )
 
-    def _infer_shape(self, input_shapes: tuple[Shape, ...], sources: Sequence[Layer] = ()) -> Shape:
+    def infer_shape(self, input_shapes: tuple[Shape, ...], sources: Sequence[Layer] = ()) -> Shape:
         try:
             shape = self.output_shape(*input_shapes)
         except ValueError as error:
@@ -321,7 +321,7 @@ class Layer(Operand, Configurable, nn.Module):
             raise ValueError(f"{self.describe()} cannot take input shape(s) {list(input_shapes)}{origin}: {error}") from None
         return as_shape(shape, f"{self.describe()}: output_shape()")
 
-    def _build(self, input_shapes: tuple[Shape, ...], shape: Shape) -> None:
+    def create_params(self, input_shapes: tuple[Shape, ...], shape: Shape) -> None:
         """Create and initialize params; on failure leave the layer as it was."""
         try:
             self.build(*input_shapes)
@@ -349,11 +349,11 @@ class Layer(Operand, Configurable, nn.Module):
                         f"this layer's params are {sorted(known) or 'none'}."
                     )
         except BaseException:
-            self._unbuild()
+            self.forget_params()
             raise
         self.input_shapes, self.shape = input_shapes, shape
 
-    def _unbuild(self) -> None:
+    def forget_params(self) -> None:
         """Forget params and shapes, of this layer and of the layers it wraps (a failed ``>`` leaves nothing)."""
         for _, layer in self.named_layers():
             layer._parameters.clear()

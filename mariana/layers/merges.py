@@ -45,7 +45,7 @@ class Merge(Layer):
         for source in sources:
             if not isinstance(source, Layer):
                 raise TypeError(f"{self.describe()} merges layers, but received {source!r}.")
-            self._check_incoming(source)
+            self.check_incoming(source)
         self.network.connect_all(list(sources), self)
 
     @property

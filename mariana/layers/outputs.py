@@ -171,7 +171,7 @@ class Autoencode(OutputLayer):
     def references(self) -> tuple[str, ...]:
         return (self.target,)
 
-    def _resolve_references(self, lookup: dict[str, Layer]) -> None:
+    def resolve_references(self, lookup: dict[str, Layer]) -> None:
         layer = lookup.get(self.target)
         if layer is None:
             raise ValueError(

@@ -63,7 +63,7 @@ class SequenceLayer(Layer):
     max_inputs = 2
     input_kind = "any"
 
-    def _check_incoming(self, source: Layer) -> None:
+    def check_incoming(self, source: Layer) -> None:
         if not self.incoming and not source.dtype.is_floating_point:
             raise ValueError(
                 f"{self.describe()} takes a float (time, features) sequence first, then optionally integer "

@@ -62,8 +62,8 @@ class _Wrapper(Layer):
         return layer.evaluate(*inputs, training=self.training).out
 
     def _build_inner(self, input_shape: Shape) -> None:
-        for layer in self.sublayers():  # a failed '>' unbuilds them again (Layer._unbuild)
-            layer._build((input_shape,), layer._infer_shape((input_shape,)))
+        for layer in self.sublayers():  # a failed '>' unbuilds them again (Layer.forget_params)
+            layer.create_params((input_shape,), layer.infer_shape((input_shape,)))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -95,7 +95,7 @@ class Bidirectional(_Wrapper, SequenceLayer):
         self._adopt(rnn, backward)
 
     def output_shape(self, input_shape: Shape, lengths_shape: Shape | None = None) -> Shape:
-        *steps, units = self.layer._infer_shape((self.sequence_shape(input_shape),))
+        *steps, units = self.layer.infer_shape((self.sequence_shape(input_shape),))
         return (*steps, 2 * units)
 
     def build(self, input_shape: Shape, lengths_shape: Shape | None = None) -> None:
@@ -132,8 +132,8 @@ class TimeDistributed(_Wrapper):
         super().__init__(**kwargs)
         self._adopt(layer)
 
-    def _check_incoming(self, source: Layer) -> None:
-        self.layer._check_incoming(source)
+    def check_incoming(self, source: Layer) -> None:
+        self.layer.check_incoming(source)
 
     def output_shape(self, input_shape: Shape) -> Shape:
         if len(input_shape) < 2:
@@ -141,7 +141,7 @@ class TimeDistributed(_Wrapper):
                 f"{self.describe()} expects (time, *features) inputs, but received {len(input_shape)}-d shape "
                 f"{input_shape}, which has no time axis."
             )
-        return (input_shape[0], *self.layer._infer_shape((input_shape[1:],)))
+        return (input_shape[0], *self.layer.infer_shape((input_shape[1:],)))
 
     def build(self, input_shape: Shape) -> None:
         self._build_inner(input_shape[1:])

@@ -10,8 +10,8 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset
 
 from mariana.training import DatasetMapper, Trainer
 from mariana.training.data.mappers import as_mapper
+from tests.helpers import train
 from tests.training.run_child import RaiseAt
-from tests.training.test_file_data import train
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import torch
 import mariana as mar
 from mariana import cli, datasets
 from mariana.training import Trainer, recorders
-from tests.test_datasets import write_idx
+from tests.helpers import write_idx
 
 
 @pytest.fixture

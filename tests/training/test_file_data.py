@@ -10,10 +10,9 @@ import pytest
 import safetensors.numpy
 import torch
 
-import mariana as mar
-from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, stops
+from mariana.training import DatasetMapper, Trainer
 from mariana.training.data import file_data
+from tests.helpers import train
 from tests.training.run_child import RaiseAt
 
 
@@ -26,12 +25,6 @@ def files(tmp_path):
     return tmp_path / "x.npy", tmp_path / "y.npy", x, y
 
 
-def train(mapper, run_dir=None, extra=(), epochs=2, **options):
-    mar.seed(0)
-    net = build_mlp((6,), 3, hidden=16)  # dropout: bit-identity needs the same random draws in the same order
-    trainer = Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(epochs)], recorders=list(extra), seed=1,
-                      run_dir=run_dir, **options)
-    return trainer, trainer.start(mapper, valid=mapper)
 
 
 def test_memory_mapped_data_trains_exactly_as_in_memory_data(files):

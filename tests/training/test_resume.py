@@ -19,6 +19,7 @@ import mariana.layers as ML
 import mariana.scenari as MS
 from mariana.training import Trainer, recorders, stops
 from mariana.training.storage.checkpoint import CheckpointStore
+from tests.helpers import assert_identical, interrupted_in_process, latest
 from tests.training import run_child
 
 CHILD = Path(run_child.__file__)
@@ -35,22 +36,8 @@ def child(data_file):
     return run
 
 
-def assert_identical(trainer, reference):
-    weights, optimizer, history = reference
-    final = trainer.net.state_dict()
-    assert sorted(final) == sorted(weights)
-    for key in weights:
-        assert torch.equal(final[key], weights[key]), key
-    resumed_optimizer = trainer.net.optimizer_state_dict()
-    for key, state in optimizer["params"].items():
-        assert torch.equal(resumed_optimizer["params"][key]["momentum_buffer"], state["momentum_buffer"]), key
-    assert resumed_optimizer["scenari"] == optimizer["scenari"]
-    strip = [{k: v for k, v in entry.items() if k != "time"} for entry in history]
-    assert [{k: v for k, v in entry.items() if k != "time"} for entry in trainer.history] == strip
 
 
-def latest(run_dir):
-    return json.loads((Path(run_dir) / "latest").read_text())
 
 
 @pytest.mark.parametrize(("signal_name", "epoch", "step", "returncode"), [
@@ -89,11 +76,6 @@ def test_sigterm_from_outside_then_resume_is_bit_identical(tmp_path, reference, 
     assert_identical(Trainer.resume(run_dir), reference)
 
 
-def interrupted_in_process(run_dir, data_file, epoch=2, step=7):
-    trainer = run_child.make_trainer(run_dir, extra=[run_child.RaiseAt(epoch, step)])
-    with pytest.raises(RuntimeError, match="recorder failure") as raised:
-        trainer.start(*run_child.data(data_file))
-    return raised
 
 
 def test_exception_from_a_recorder_saves_and_resumes_bit_identical(tmp_path, reference, data_file):

@@ -5,8 +5,8 @@ import json
 import pytest
 
 from mariana.training import Trainer, recorders
+from tests.helpers import assert_identical
 from tests.training import run_child
-from tests.training.test_resume import assert_identical
 
 
 def interrupted(run_dir, data_file, recorder):

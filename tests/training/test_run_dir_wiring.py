@@ -6,8 +6,8 @@ import re
 import pytest
 
 from mariana.training import Trainer
+from tests.helpers import forge_checkpoint_without, interrupted_in_process
 from tests.training import run_child
-from tests.training.test_resume import interrupted_in_process
 
 
 def edit_run(run_dir, change):
@@ -57,23 +57,6 @@ def test_resume_removes_stale_temps_of_its_own_files(tmp_path, data_file):
     assert not any(path.exists() for path in stale) and mine.exists()
 
 
-def forge_checkpoint_without(run_dir, fragment):
-    """Rewrite the latest checkpoint without the tensors whose key holds ``fragment``, with a matching sha256."""
-    import hashlib
-
-    from safetensors.torch import load, save
-
-    pointer = json.loads((run_dir / "latest").read_text())
-    path = run_dir / "checkpoints" / pointer["checkpoint"]
-    data = path.read_bytes()
-    metadata = json.loads(data[8:8 + int.from_bytes(data[:8], "little")])["__metadata__"]
-    forged = save({k: v for k, v in load(data).items() if fragment not in k}, metadata=metadata)
-    path.write_bytes(forged)
-    pointer["sha256"] = hashlib.sha256(forged).hexdigest()
-    (run_dir / "latest").write_text(json.dumps(pointer))
-    sidecar = path.with_name(path.name + ".sha256")
-    if sidecar.exists():
-        sidecar.write_text(f"{pointer['sha256']}  {path.name}\n")
 
 
 @pytest.mark.parametrize("damage", ["truncated data copy", "forged checkpoint"])

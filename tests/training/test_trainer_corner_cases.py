@@ -1,4 +1,5 @@
-"""Defects a review of the Trainer's parts found: each test failed before its fix."""
+"""Corner cases of the Trainer's parts: EMA with early stopping, resume="auto" with other recorders, a failure at an
+epoch end, a forged trainer state, ReduceLROnPlateau without its stream, class-weight sums across a mid-epoch resume."""
 
 import json
 
@@ -10,8 +11,8 @@ import mariana as mar
 import mariana.scenari as MS
 from mariana.models import build_mlp
 from mariana.training import DatasetMapper, Trainer, recorders, stops
+from tests.helpers import interrupted_in_process
 from tests.training import run_child
-from tests.training.test_resume import interrupted_in_process
 
 
 def test_ema_with_early_stopping_keeps_the_weights_that_were_evaluated():
@@ -51,7 +52,7 @@ def test_a_failure_at_an_epoch_end_does_not_repeat_the_epoch_in_the_generation_l
 
 
 def test_a_forged_trainer_state_is_one_clear_error(tmp_path, data_file):
-    from tests.training.test_run_dir_wiring import forge_checkpoint_without
+    from tests.helpers import forge_checkpoint_without
 
     run_dir = tmp_path / "run"
     interrupted_in_process(run_dir, data_file, 2, 3)
