@@ -32,7 +32,14 @@ if TYPE_CHECKING:
 
 
 class Recorder(Configurable):
-    """Base class; override the hooks you need (``on_step`` only if you must: it runs every step)."""
+    """Base class; override the hooks you need (``on_step`` only if you must: it runs every step).
+
+    Recorders run on every process of a distributed run (as Keras' and Lightning's callbacks do), except
+    those with ``writes_files = True`` (files, logs, the progress display), which run on rank 0 only.
+    """
+
+    #: Whether this recorder writes files or shows output: then only rank 0 runs it.
+    writes_files = False
 
     def check(self) -> None:
         """Raise now if this recorder cannot work (a missing package): the Trainer calls it when it is built,
@@ -83,6 +90,7 @@ def _resolve(path: str | os.PathLike, trainer: Trainer) -> Path:
 class _FileRecorder(Recorder):
     """Writes a header and one row per epoch; on start (and resume) rewrites what the history holds."""
 
+    writes_files = True
     hyperparameters = ("path",)
 
     def __init__(self, path: str) -> None:
@@ -154,6 +162,7 @@ class JSONL(_FileRecorder):
 class TensorBoard(Recorder):
     """Scalars ``<stream>/<output>/<metric>`` per epoch through ``torch.utils.tensorboard`` (needs ``tensorboard``)."""
 
+    writes_files = True
     hyperparameters = ("log_dir",)
 
     def __init__(self, log_dir: str = "tensorboard") -> None:
@@ -189,6 +198,7 @@ class TensorBoard(Recorder):
 class HTMLReport(Recorder):
     """At the end of a run, ``net.to_html(path or run_dir/"report.html", history=trainer.history)``."""
 
+    writes_files = True
     hyperparameters = ("path",)
 
     def __init__(self, path: str | None = None) -> None:
@@ -221,6 +231,7 @@ class ProgressBar(Recorder):
         2
     """
 
+    writes_files = True
     hyperparameters = ("refresh_per_second", "verbose")
 
     def __init__(self, refresh_per_second: float = 8.0, console: Any = None, verbose: int = 1) -> None:
@@ -257,7 +268,7 @@ class ProgressBar(Recorder):
         if self._display is None:
             return
         self._epoch_started = time.monotonic()
-        self._display.begin(epoch, steps, trainer.position_step)
+        self._display.begin(epoch, steps, trainer.progress.step)
         self._next_draw = 0.0
 
     def on_step(self, trainer: Trainer, step: int, steps: int) -> None:

@@ -1,7 +1,12 @@
-"""Stop criteria: checked after every epoch; the first that fires ends the run.
+"""Stop criteria: checked after every epoch (and, for step-level stops, after every optimizer step).
 
 Every stop sees the epoch's history entry (``entry[stream][output][metric]``)
-and returns the reason to stop, or None. A stop that fires may change the
+and returns the reason to stop, or None; a stop that overrides
+``update_step(trainer, steps)`` is also asked after each optimizer step
+(``steps``: taken since the run started) and may end the run mid-epoch: that
+partial epoch is then evaluated and recorded as the last. Stops run on every
+process of a distributed run, and any process's stop stops all of them at the
+same boundary. A stop that fires may change the
 network when the run ends (EarlyStopping restores the best weights, NaNGuard
 the last finite ones). Their state is saved with every checkpoint.
 
@@ -21,6 +26,7 @@ import torch
 
 from mariana.checks import int_at_least
 from mariana.registry import Configurable
+from mariana.training.callbacks.best import higher_is_better, improves
 
 if TYPE_CHECKING:
     from mariana.training.trainer import Trainer
@@ -36,6 +42,10 @@ class Stop(Configurable):
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         raise NotImplementedError(f"{type(self).__name__} must implement update(trainer, entry).")
+
+    def update_step(self, trainer: Trainer, steps: int) -> str | None:
+        """After each optimizer step (only when overridden: it costs): a reason to end the run now, or None."""
+        return None
 
     def begin(self, trainer: Trainer) -> None:
         """Called once when a fresh run starts (not on resume)."""
@@ -60,6 +70,30 @@ class EpochWall(Stop):
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         return f"EpochWall: reached {self.epochs} epoch(s)" if entry["epoch"] >= self.epochs else None
+
+
+class StepWall(Stop):
+    """Stop after ``steps`` optimizer steps (Lightning's ``max_steps``), mid-epoch if need be.
+
+    With ``accumulate=k`` an optimizer step takes k batches. The partial last
+    epoch is evaluated and recorded like any other.
+
+    Example:
+        >>> wall = StepWall(3)
+        >>> wall.update_step(None, 2), wall.update_step(None, 3)
+        (None, 'StepWall: reached 3 optimizer step(s)')
+    """
+
+    hyperparameters = ("steps",)
+
+    def __init__(self, steps: int) -> None:
+        self.steps = int_at_least(steps, 1, "StepWall: steps")
+
+    def update(self, trainer: Trainer, entry: dict) -> str | None:
+        return None
+
+    def update_step(self, trainer: Trainer, steps: int) -> str | None:
+        return f"StepWall: reached {self.steps} optimizer step(s)" if steps >= self.steps else None
 
 
 class TimeWall(Stop):
@@ -88,7 +122,7 @@ class _Monitor(Stop):
 
     @property
     def higher_is_better(self) -> bool:
-        return self.metric == "accuracy"
+        return higher_is_better(self.metric)
 
     def check(self, streams: list[str], outputs: dict[str, bool]) -> None:
         name = type(self).__name__
@@ -144,9 +178,7 @@ class EarlyStopping(_Monitor):
         self.best_weights: dict[str, torch.Tensor] | None = None
 
     def improved(self, value: float) -> bool:
-        if self.best is None:
-            return not math.isnan(value)
-        return value > self.best + self.min_delta if self.higher_is_better else value < self.best - self.min_delta
+        return improves(self.metric, value, self.best, self.min_delta)
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         value = self.value(entry)

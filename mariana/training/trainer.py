@@ -38,6 +38,8 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import math
 import time
 from collections.abc import Sequence
@@ -47,32 +49,30 @@ from typing import Any
 import numpy as np
 import torch
 
-from mariana.checks import int_at_least, one_of, seed_or_none
 from mariana.execution import CostPlan, TrainingPlan
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
-from mariana.training.callbacks.hooks import BestValue, best_monitor, checked_best, checked_list, states
+from mariana.training.callbacks.best import BestValue, best_monitor
+from mariana.training.callbacks.hooks import checked_list, load_states, states
 from mariana.training.data.mappers import DatasetMapper, as_mapper
 from mariana.training.data.streams import FileStream, PreparedStream, evaluate
 from mariana.training.history import History
-from mariana.training.loop.accumulation import checked_accumulate, group_of
-from mariana.training.loop.averaging import WeightAverage, check_decay
+from mariana.training.loop.accumulation import group_of
+from mariana.training.loop.averaging import WeightAverage
 from mariana.training.loop.hardware import Hardware
 from mariana.training.loop.interrupts import Interrupts, attach_message
 from mariana.training.loop.metrics import EpochSums
-from mariana.training.recorders import ProgressBar, Recorder
-from mariana.training.run.progress import ResumableState
+from mariana.training.recorders import Recorder
+from mariana.training.run.progress import Progress, check_state
 from mariana.training.run.resume import read_continuation, read_resume_point, recorded_device, restore_network, torch_threads
-from mariana.training.stops import Stop
+from mariana.training.run.settings import RunSettings
+from mariana.training.stops import EarlyStopping, Stop
 from mariana.training.storage import checkpoint as CK
-from mariana.training.storage.run_directory import RUN_FORMAT, RunDirectory, describe_object
-from mariana.training.strategies.ddp import Distributed, rank_seed
-
-ORDERS = ("simultaneous", "sequential", "random")
-STREAMS = ("train", "valid", "test")
+from mariana.training.storage.run_directory import RUN_FORMAT, RunDirectory
+from mariana.training.strategies import Strategy, strategy_for
 
 
-class Trainer(ResumableState):
+class Trainer:
     """Trains ``outputs`` of ``net``; see the module docstring.
 
     ``order`` (several outputs): "simultaneous" steps on the sum of their
@@ -87,13 +87,18 @@ class Trainer(ResumableState):
     ``accumulate=k``: one optimizer step every k batches (the step of a batch k
     times as large). ``ema=decay``: a moving average of the weights evaluates
     the valid/test streams and becomes the network's weights at the end.
-    ``device``, ``precision`` and ``compile``: see :mod:`mariana.training.loop.hardware`.
+    ``device``, ``precision`` and ``compile``: see ``mariana.training.loop.hardware``.
     ``resume="auto"``: when ``run_dir`` holds an unfinished run of the same
     network, settings and data, ``start`` continues it (so rerunning a killed
     job's command carries on); ``False`` (default) refuses a used run_dir.
-    Under torchrun the run is data-parallel (``batch_size`` stays global; only
-    rank 0 writes); ``trainer.distributed`` holds ``rank``, ``world_size`` and
-    ``is_writer``: see :mod:`mariana.training.strategies.ddp`.
+    ``strategy``: how processes share the work: "auto" (data-parallel under
+    torchrun, one process otherwise), "single", "ddp" or a
+    ``mariana.training.strategies.Strategy``. Under torchrun ``batch_size``
+    stays global and only rank 0 writes; ``trainer.distributed`` (the
+    strategy) holds ``rank``, ``world_size`` and ``is_writer``.
+
+    The settings are checked and frozen in ``trainer.settings``; where the run
+    stands is ``trainer.progress``.
     """
 
     def __init__(self, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,
@@ -102,101 +107,96 @@ class Trainer(ResumableState):
                  order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
                  eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
                  best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None, device: Any = "auto",
-                 precision: Any = "32", compile: bool | str = False, resume: Any = False) -> None:
+                 precision: Any = "32", compile: bool | str = False, resume: Any = False, strategy: Any = "auto") -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
         self.net = net
-        self.outputs = list(net.output_names(outputs))
-        self.batch_size = int_at_least(batch_size, 1, "Trainer: batch_size")
-        self.eval_batch_size = int_at_least(eval_batch_size, 1, "Trainer: eval_batch_size")
-        self.checkpoint_every = int_at_least(checkpoint_every, 0, "Trainer: checkpoint_every (epochs)")
-        self.order, self.seed = one_of(order, ORDERS, "Trainer: order"), seed_or_none(seed, "Trainer: seed")
-        self.resume_mode = one_of(resume, (False, "auto"), "Trainer: resume")
-        self.stops = checked_list(stops, Stop, "stops", "mariana.training.stops",
-                                  empty="Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end.")
-        self.recorders = checked_list(recorders if recorders is not None else [ProgressBar()], Recorder, "recorders",
-                                       "mariana.training.recorders")
-        for recorder in self.recorders:
-            recorder.check()  # a missing package is found before run.json, the data copy and checkpoints are written
-        self.hyperparameters = dict(hyperparameters or {})
-        self.notes = notes
-        self.save_if_murdered = bool(save_if_murdered)
-        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.strategy: Strategy = strategy_for(strategy)
+        self.settings = RunSettings.checked(
+            net, outputs, batch_size, stops=stops, recorders=recorders, run_dir=run_dir, save_if_murdered=save_if_murdered,
+            seed=seed, order=order, hyperparameters=hyperparameters, notes=notes, eval_batch_size=eval_batch_size,
+            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, best=best, accumulate=accumulate, ema=ema,
+            device=device, precision=precision, compile=compile, resume=resume, strategy=self.strategy.name if isinstance(
+                strategy, Strategy) else strategy)
+        self.strategy.check_batch_size(self.settings.batch_size)
+        self.hardware = Hardware(net, self.strategy.device(device), precision, compile)  # an unknown or missing device fails here
         self.run_directory = RunDirectory(self.run_dir, keep_checkpoints) if self.run_dir is not None else None
-        self.best = checked_best(best)
-        self.accumulate = checked_accumulate(accumulate, order, self.outputs)
-        self.ema = check_decay(ema)
-        self.average: WeightAverage | None = None  # made when the network is in place (start, resume)
-        self.distributed = Distributed.from_environment(device)  # under torchrun: joins the process group
-        self.distributed.check_batch_size(self.batch_size)
-        self.hardware = Hardware(net, self.distributed.device(device), precision, compile)  # an unknown or missing device fails here
-        self.device, self.precision, self.compile = device, self.hardware.precision.name, compile
         self.classifiers = [name for name in self.outputs if getattr(net[name], "is_classifier", False)]
-        self.interrupts = Interrupts(enabled=self._can_save(), run_dir=self.run_dir)
-        # The run's progress: what a checkpoint records.
-        self.history = History()
-        self.stop_reason: str | None = None
-        self.position_step = 0
-        self.epoch_order: np.ndarray | None = None  #: this epoch's sample order (None between epochs)
-        self.sums = EpochSums(self.outputs, self.classifiers, net.device)
-        self._order_rng = np.random.Generator(np.random.PCG64(0))
-        self._elapsed_before = 0.0
-        self._session_start: float | None = None
-        self._best_value = BestValue(("train", self.outputs[0], "loss"))  # the monitored metric is known at start
-        self._pending_end: dict | None = None
-        # Set up by start/resume.
-        self._started = False
-        self._streams: dict[str, DatasetMapper] = {}
+        self.interrupts = Interrupts(enabled=self.can_save, run_dir=self.run_dir)
+        self.progress = Progress(self.outputs, self.classifiers, net.device)
+        self.best: tuple[str, str, str] | None = self.settings.best  #: the monitor of the best checkpoint (resolved at start)
+        self.average: WeightAverage | None = None  # made when the network is in place (start, resume)
+        self.streams: dict[str, DatasetMapper] = {}  #: set up by start/resume
         self._prepared: dict[str, PreparedStream | FileStream] = {}
         self._eval_plan: CostPlan | None = None
         self._step_plans: list[tuple[tuple[str, ...], TrainingPlan]] = []
-        self._recorders: list[Recorder] = []  # the ones that run: all on rank 0, none on the other ranks
+        self._started = False
+        self._recorders: list[Recorder] = []  # the ones that run here: file writers on rank 0 only
         self._step_recorders: list[Recorder] = []
+        self._step_stops: list[tuple[int, Stop]] = []
         self._in_step = False
         self._rng_before_step: tuple[torch.Tensor, list | None] | None = None  # CPU state, and CUDA's on a GPU
         self._emergency_written = False
 
-    # -- public API ---------------------------------------------------------------------
-    @property
-    def epoch(self) -> int:
-        """Completed epochs."""
-        return len(self.history)
+    # -- the settings and the progress, as users read them --------------------------------
+    outputs = property(lambda self: list(self.settings.outputs))
+    batch_size = property(lambda self: self.settings.batch_size)
+    order = property(lambda self: self.settings.order)
+    run_dir = property(lambda self: self.settings.run_dir)
+    stops = property(lambda self: list(self.settings.stops))
+    history = property(lambda self: self.progress.history, doc="The run's history so far.")
+    stop_reason = property(lambda self: self.progress.stop_reason, doc="Why the run stopped (None while it runs).")
+    epoch = property(lambda self: self.progress.epoch, doc="Completed epochs.")
+    distributed = property(lambda self: self.strategy, doc="The strategy: ``rank``, ``world_size``, ``is_writer``.")
 
+    @property
+    def recorders(self) -> list[Recorder]:
+        return list(self.settings.recorders)
+
+    @recorders.setter
+    def recorders(self, recorders: Sequence[Recorder]) -> None:
+        checked = checked_list(recorders, Recorder, "recorders", "mariana.training.recorders")
+        self.settings = dataclasses.replace(self.settings, recorders=tuple(checked))
+
+    @property
+    def can_save(self) -> bool:
+        """Whether an interrupted run writes an emergency checkpoint (``save_if_murdered`` with a ``run_dir``)."""
+        return self.settings.save_if_murdered and self.run_directory is not None
+
+    # -- public API ---------------------------------------------------------------------
     def start(self, train: Any, valid: Any = None, test: Any = None) -> History:
         """Train until a stop fires; returns the history (also kept as ``trainer.history``)."""
         if self._started:
             raise RuntimeError("This Trainer has already run; create a new Trainer (or Trainer.resume(run_dir)) to train again.")
+        streams = {name: as_mapper(data, name) for name, data in (("train", train), ("valid", valid), ("test", test))}
+        if streams["train"] is None:
+            raise ValueError("Trainer.start: the train stream is required.")
+        self.strategy.setup(self.settings.device)  # under torchrun: joins the process group
         # Killed before a checkpoint: reused. Rank 0 decides for every process.
-        continuing = self.distributed.broadcast(self.run_directory is not None and self.run_directory.holds_run())
-        if continuing and self.resume_mode != "auto":
+        continuing = self.strategy.broadcast(self.run_directory is not None and self.run_directory.holds_run())
+        if continuing and self.settings.resume != "auto":
             raise ValueError(
                 f"run_dir {str(self.run_dir)!r} already holds a run. Resume it with Trainer.resume({str(self.run_dir)!r}) "
                 f"(mariana resume {self.run_dir}), pass resume='auto' to continue it, or choose a new run_dir."
             )
-        streams = {name: as_mapper(data, name) for name, data in (("train", train), ("valid", valid), ("test", test))}
-        if streams["train"] is None:
-            raise ValueError("Trainer.start: the train stream is required.")
         self._setup({k: v for k, v in streams.items() if v is not None})
         self._started = True
         if continuing:
             return self._continue()
-        seed = self.seed
-        if self.distributed.active:  # every rank visits the same orders
-            seed = self.distributed.broadcast(seed if seed is not None else int(torch.randint(0, 2**62, (1,))))
+        seed = self.strategy.agree_seed(self.settings.seed)  # every process visits the same orders
         if seed is not None:
             seed_everything(seed)
-        self._streams["train"].sampler.start()
-        self._order_rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)))))
-        if self.distributed.active:
-            torch.manual_seed(rank_seed(seed, self.distributed.rank))  # dropout draws differ across ranks
+        self.streams["train"].sampler.start()
+        self.progress.order_rng = np.random.Generator(np.random.PCG64(int(torch.randint(0, 2**62, (1,)))))
+        self.strategy.seed_process(seed)
         for stop in self.stops:
             stop.begin(self)
         self.net.record("training", phase="start", **self.describe())
         if self.run_directory is not None:
-            if self.distributed.is_writer:
-                run = {"format": RUN_FORMAT, "network": self.net.get_config(), "trainer": self._config(),
+            if self.strategy.is_writer:
+                run = {"format": RUN_FORMAT, "network": self.net.get_config(), "trainer": self.settings.config(self.best),
                        "environment": CK.environment(), "created": time.time()}
-                self.run_directory.write_run(run, self._streams)
+                self.run_directory.write_run(run, self.streams)
             self._checkpoint("start")
         return self._run(resumed=False)
 
@@ -211,9 +211,10 @@ class Trainer(ResumableState):
         Returns the Trainer; its ``net`` and ``history`` hold the results.
         """
         given = {"train": train, "valid": valid, "test": test}
-        distributed = Distributed.from_environment(recorded_device(run_dir))
-        point = distributed.in_turn(lambda first: read_resume_point(run_dir, given, stops, recorders, first))
-        trainer = cls(point.net, run_dir=run_dir, **point.settings)
+        strategy = strategy_for("auto")
+        strategy.setup(recorded_device(run_dir))
+        point = strategy.in_turn(lambda first: read_resume_point(run_dir, given, stops, recorders, first))
+        trainer = cls(point.net, **{**point.settings, "run_dir": run_dir, "strategy": strategy})
         trainer._setup(point.streams)
         trainer._started = True
         trainer._carry_on(point.state, point.threads)
@@ -221,8 +222,8 @@ class Trainer(ResumableState):
 
     def _continue(self) -> History:
         """resume="auto": carry on the unfinished run in run_dir (or return a finished one's history)."""
-        current = {"network": self.net.get_config(), "trainer": self._config()}
-        state, threads = self.distributed.in_turn(lambda first: read_continuation(self.run_directory, current, self._streams, first))
+        current = {"network": self.net.get_config(), "trainer": self.settings.config(self.best)}
+        state, threads = self.strategy.in_turn(lambda first: read_continuation(self.run_directory, current, self.streams, first))
         restore_network(self.net, state, self.run_directory)
         return self._carry_on(state, threads)
 
@@ -233,7 +234,7 @@ class Trainer(ResumableState):
         except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as error:
             raise ValueError(f"{str(self.run_dir)!r}: its checkpoint cannot be resumed ({type(error).__name__}: {error}); "
                              f"the file was damaged or forged. Restore it from a copy, or start a new run.") from None
-        self.net.record("training", phase="resume", epoch=self.epoch + 1, step=self.position_step, run_dir=str(self.run_dir))
+        self.net.record("training", phase="resume", epoch=self.epoch + 1, step=self.progress.step, run_dir=str(self.run_dir))
         if self.stop_reason is None:
             with torch_threads(threads):
                 self._run(resumed=True)
@@ -241,24 +242,64 @@ class Trainer(ResumableState):
 
     def describe(self) -> dict:
         """The run's settings as JSON (kept in the generation log and file headers)."""
-        return {
-            "outputs": self.outputs, "batch_size": self.batch_size, "accumulate": self.accumulate, "order": self.order,
-            "seed": self.seed, "hyperparameters": self.hyperparameters, "notes": self.notes,
-            "stops": [describe_object(stop) for stop in self.stops],
-            "streams": {name: len(mapper) for name, mapper in self._streams.items()},
-            "run_dir": None if self.run_dir is None else str(self.run_dir),
-        }
+        return self.settings.describe({name: len(mapper) for name, mapper in self.streams.items()})
 
     def running_metrics(self) -> dict[str, dict[str, float]]:
         """This epoch's train metrics so far (a host sync: for progress displays, not every step)."""
-        return self.sums.means()
+        return self.progress.sums.means()
+
+    # -- the state a checkpoint holds ------------------------------------------------------
+    def state_dict(self, reason: str = "") -> dict:
+        """Everything a resumed run needs, at the current step boundary (tensors are not copied)."""
+        pending = self.progress.pending_end
+        rng = CK.capture_rng()
+        if self._in_step:  # the step that failed may have drawn random numbers; the boundary is before it
+            rng["torch"], cuda = self._rng_before_step
+            if cuda is not None:
+                rng["cuda"] = list(cuda)
+        log = self.net.log[:pending["log"]] if pending is not None else self.net.log
+        return {
+            "reason": reason, **self.progress.state_dict(), "rng": rng, "sampler": self.streams["train"].sampler.state_dict(),
+            "stops": pending["stops"] if pending is not None else states(self.stops),
+            "recorders": pending["recorders"] if pending is not None else states(self.recorders),
+            "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
+            "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
+            "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
+            "log": json.loads(json.dumps(log, default=str)), "environment": CK.environment(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the random states last.
+
+        Under several processes each takes its own random states, running sums and pending gradients (``Strategy.own``).
+        """
+        check_state(state)
+        state = self.strategy.own(state)
+        check_state(state)  # what this process took from its part, too
+        self.progress.load_state_dict(state, len(self.net.log))
+        self.hardware.load_state_dict(state.get("hardware", {}))
+        if self.average is not None and state.get("ema") is not None:
+            self.average.load_state_dict(state["ema"])
+        parameters = dict(self.net.module.named_parameters())
+        for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
+            parameters[name].grad = gradient.to(parameters[name].device)
+        self.streams["train"].sampler.load_state_dict(state["sampler"])
+        load_states(self.stops, state["stops"])
+        load_states(self.recorders, state["recorders"])
+        CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
+
+    def shared_state(self, reason: str) -> dict:
+        """:meth:`state_dict` with every process's own part (a collective call: all processes make it together)."""
+        state = self.state_dict(reason)
+        own = {"rng": state["rng"], "sums": self.progress.sums.state_dict(), "gradients": state["gradients"]}
+        return self.strategy.shared_state(state, own)
 
     # -- setup --------------------------------------------------------------------------
     def _setup(self, streams: dict[str, DatasetMapper]) -> None:
         net = self.net
         self.hardware.place(net)
-        self.sums = EpochSums(self.outputs, self.classifiers, net.device)
-        self.average = WeightAverage(net.module, self.ema) if self.ema is not None else None
+        self.progress.sums = EpochSums(self.outputs, self.classifiers, net.device)
+        self.average = WeightAverage(net.module, self.settings.ema) if self.settings.ema is not None else None
         eval_plan = net.cost_plan(self.outputs)
         inputs = list(eval_plan.forward.input_names)
         targets = [name for name in self.outputs if net[name].takes_targets]
@@ -269,17 +310,17 @@ class Trainer(ResumableState):
                 raise ValueError(f"DatasetMapper {name!r}: weights name {unknown}, which are not trained outputs {self.outputs}.")
         for stop in self.stops:
             stop.check(list(streams), {name: name in self.classifiers for name in self.outputs})
-        self.best = best_monitor(self.best, self.stops, list(streams), self.outputs, self.classifiers)
-        self._best_value = BestValue(self.best)
-        self._streams = streams
+        watched = next(((s.stream, s.output, s.metric) for s in self.stops if isinstance(s, EarlyStopping)), None)
+        self.best = best_monitor(self.settings.best, watched, list(streams), self.outputs, self.classifiers)
+        self.progress.best_value = BestValue(self.best)
+        self.streams = streams
         self._eval_plan = eval_plan
         self._prepared = {name: self.hardware.prepare(eval_plan, mapper, self.classifiers) for name, mapper in streams.items()}
         if self.order == "simultaneous":
             self._step_plans = [(tuple(self.outputs), net.training_plan(self.outputs))]
         else:
             self._step_plans = [((name,), net.training_plan(name)) for name in self.outputs]
-        if self.distributed.active:
-            self.distributed.wrap(net.module, self.hardware.device, [plan for _, plan in self._step_plans])
+        self.strategy.prepare(net.module, self.hardware.device, [plan for _, plan in self._step_plans])
         for _, plan in self._step_plans:
             for scenario in plan.scenari():
                 if scenario.schedule is not None:
@@ -287,17 +328,19 @@ class Trainer(ResumableState):
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self, resumed: bool) -> History:
-        self._session_start = time.perf_counter()
+        self.progress.begin_session()
         self.interrupts.install()
-        self._recorders = self.recorders if self.distributed.is_writer else []
+        writer = self.strategy.is_writer
+        self._recorders = [recorder for recorder in self.recorders if writer or not recorder.writes_files]
         self._step_recorders = [r for r in self._recorders if type(r).on_step is not Recorder.on_step]
+        self._step_stops = [(index, stop) for index, stop in enumerate(self.stops) if type(stop).update_step is not Stop.update_step]
         was_training = self.net.module.training
         self._emergency_written = False
         try:
             for recorder in self._recorders:
                 recorder.on_start(self, resumed)
             while self.stop_reason is None:
-                if self._pending_end is None:
+                if self.progress.pending_end is None:
                     self._train_epoch()
                 self._end_epoch()
             if self.run_directory is not None:
@@ -306,11 +349,10 @@ class Trainer(ResumableState):
                 self.interrupts.raise_pending(self._emergency)
             return self.history
         except BaseException as error:
-            # Under DDP an error is not a step boundary all ranks agree on: the last checkpoint is where a rerun starts.
-            if not (self._emergency_written or self.interrupts.stopped_at_once or self.distributed.active) and self._can_save():
+            if self.strategy.saves_on_error and not (self._emergency_written or self.interrupts.stopped_at_once) and self.can_save:
                 attach_message(error, self._emergency(type(error).__name__))
-            if self.distributed.active and not self._emergency_written:  # the others learn it as its connections close
-                self.distributed.failed()
+            if not self._emergency_written:  # the other processes learn it as its connections close
+                self.strategy.failed()
             raise
         finally:
             self.net.module.train(was_training)
@@ -324,106 +366,112 @@ class Trainer(ResumableState):
                 self.run_directory.close()
 
     def _train_epoch(self) -> None:
-        mapper = self._streams["train"]
-        if self.epoch_order is None:
+        mapper, progress = self.streams["train"], self.progress
+        if progress.epoch_order is None:
             if self._interrupted():
                 self.interrupts.raise_pending(self._emergency)
-            self.epoch_order = mapper.sampler.epoch_order(mapper)
-            self.position_step = 0
-            self.sums = EpochSums(self.outputs, self.classifiers, self.net.device)
+            progress.begin_epoch(mapper.sampler.epoch_order(mapper), self.net.device)
         stream = self._prepared["train"]
-        rows = self.hardware.on_device(stream, stream.in_order(torch.from_numpy(self.epoch_order).to(stream.device)))
-        total = len(self.epoch_order)
+        rows = self.hardware.on_device(stream, stream.in_order(torch.from_numpy(progress.epoch_order).to(stream.device)))
+        total = len(progress.epoch_order)
         steps = math.ceil(total / self.batch_size)
         for recorder in self._recorders:
             recorder.on_epoch_start(self, self.epoch + 1, steps)
         self.net.module.train(True)
-        keep_rng = self._can_save()  # for a checkpoint at the boundary before a step that fails
-        ask_peers = self.distributed.active and self.interrupts.enabled  # else only this process's signals count
-        interrupts, size = self.interrupts, self.batch_size
-        for step in range(self.position_step, steps):
-            if (ask_peers or interrupts.pending is not None) and self._interrupted(at_once=False):
+        keep_rng = self.can_save  # for a checkpoint at the boundary before a step that fails
+        interrupted, interrupts, size = self.strategy.interrupt_check(self.interrupts), self.interrupts, self.batch_size
+        for step in range(progress.step, steps):
+            if interrupted():
                 interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),
                                          torch.cuda.get_rng_state_all() if self.hardware.device.type == "cuda" else None)
             self._in_step = True
-            low, high = self.distributed.share(step * size, min((step + 1) * size, total))
-            # A rank whose share of a last, short batch is empty still joins the gradient average, with weight 0.
-            self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, high - low)
+            low, high = self.strategy.share(step * size, min((step + 1) * size, total))
+            # A process whose share of a last, short batch is empty still joins the gradient average, with weight 0.
+            stepped = self._step(rows(low, high) if high > low else rows(0, 1), step, steps, total, high - low)
             self._in_step = False
-            self.position_step = step + 1
+            progress.step = step + 1
             for recorder in self._step_recorders:
                 recorder.on_step(self, step + 1, steps)
+            if stepped and self._step_stops and self._stopped_at_step():
+                break  # the partial epoch is evaluated and recorded as the last
         # Until the epoch's end is fully handled, a checkpoint describes the state before it.
-        self._pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history),
-                             "log": len(self.net.log)}
+        progress.pending_end = {"stops": states(self.stops), "recorders": states(self.recorders), "history": len(self.history),
+                                "log": len(self.net.log)}
 
-    def _step(self, batch: PreparedStream, step: int, steps: int, total: int, rows: int) -> None:
+    def _step(self, batch: PreparedStream, step: int, steps: int, total: int, rows: int) -> bool:
         """One batch (on the device): an update per plan ("random" order: one plan drawn), metrics added on the device.
+        Returns whether the optimizers stepped.
 
-        ``rows``: this process's rows of the batch; 0 for a rank whose share of a last, short batch is
+        ``rows``: this process's rows of the batch; 0 for a process whose share of a last, short batch is
         empty (``batch`` is then one row that weighs nothing and counts in no metric).
 
         With ``accumulate=k`` each batch adds its share of its group's rows times its gradient and
-        the optimizers step on the group's last batch (:mod:`mariana.training.loop.accumulation`; with
+        the optimizers step on the group's last batch (``mariana.training.loop.accumulation``; with
         class weights, each batch's share is by rows, not by weight). Called every step: kept lean.
         """
-        plans = self._step_plans
+        plans, size, sums = self._step_plans, self.batch_size, self.progress.sums
         if self.order == "random":
-            plans = [plans[int(self._order_rng.integers(len(plans)))]]
-        batch_rows = min(total, (step + 1) * self.batch_size) - step * self.batch_size  # all ranks' rows
-        stepped, group_rows = (True, batch_rows) if self.accumulate == 1 else group_of(
-            step, steps, total, self.batch_size, self.accumulate)
+            plans = [plans[int(self.progress.order_rng.integers(len(plans)))]]
+        batch_rows = min(total, (step + 1) * size) - step * size  # all processes' rows
+        accumulate = self.settings.accumulate
+        stepped, group_rows = (True, batch_rows) if accumulate == 1 else group_of(step, steps, total, size, accumulate)
         counted = rows > 0
-        share = self.distributed.world_size * rows / group_rows  # DDP averages over ranks
+        share = self.strategy.world_size * rows / group_rows  # DDP averages over processes
         for names, plan in plans:
-            if self.distributed.active:
-                result = self.distributed.forward_backward(self.hardware, plan, batch, stepped, share, batch_rows, counted)
-            else:
-                result = self.hardware.evaluate(plan, batch)
-                self.hardware.backward(plan, result, share)
+            result = self.strategy.forward_backward(self.hardware, plan, batch, stepped, share, batch_rows, counted)
             if stepped:
                 self.hardware.apply(plan)
             for name in names if counted else ():
-                self.sums.add(name, result.losses[name], rows, result.logits[name], batch.class_ids.get(name),
-                              result.counts.get(name))
-        if stepped and self.average is not None:
-            self.average.update()
+                sums.add(name, result.losses[name], rows, result.logits[name], batch.class_ids.get(name), result.counts.get(name))
+        if stepped:
+            self.progress.optimizer_steps += 1
+            if self.average is not None:
+                self.average.update()
+        return stepped
+
+    def _stopped_at_step(self) -> bool:
+        """Whether a step-level stop (``Stop.update_step``) ends the run now; every process agrees (any one stops all)."""
+        reasons = [[index, reason] for index, stop in self._step_stops
+                   if (reason := stop.update_step(self, self.progress.optimizer_steps)) is not None]
+        agreed = _merged(self.strategy.gather(reasons))
+        self.progress.step_stops = agreed
+        return bool(agreed)
 
     def _evaluate(self, stream: str) -> dict[str, dict[str, float]]:
         self.net.module.train(False)
         with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
             prepared = self._prepared[stream]
-            return evaluate(self._eval_plan, prepared, self.outputs, self.classifiers, self.eval_batch_size,
+            return evaluate(self._eval_plan, prepared, self.outputs, self.classifiers, self.settings.eval_batch_size,
                             run=lambda plan, batch: self.hardware.evaluate(plan, self.hardware.batch(batch)),
-                            span=self.distributed.share(0, len(prepared)), summed=self.distributed.summed)
+                            span=self.strategy.share(0, len(prepared)), summed=self.strategy.summed)
 
     def _end_epoch(self) -> None:
-        self.distributed.share_buffers()  # every rank evaluates (and keeps) rank 0's running statistics
-        entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": self._elapsed(),
-                                 "train": self.distributed.summed(self.sums).means()}
+        progress = self.progress
+        self.strategy.share_buffers()  # every process evaluates (and keeps) rank 0's running statistics
+        entry: dict[str, Any] = {"epoch": self.epoch + 1, "time": progress.elapsed(),
+                                 "train": self.strategy.summed(progress.sums).means()}
         for stream in ("valid", "test"):
-            if stream in self._streams:
+            if stream in self.streams:
                 entry[stream] = self._evaluate(stream)
-        entry = self.distributed.broadcast(entry)  # rank 0's clock: every rank's stops decide alike
+        entry = self.strategy.broadcast(entry)  # rank 0's clock: every process's stops decide alike
         with self.average.swapped_in() if self.average is not None else contextlib.nullcontext():
-            reasons = [(stop, stop.update(self, entry)) for stop in self.stops]  # a stop keeps the weights that were evaluated
+            reasons = [stop.update(self, entry) for stop in self.stops]  # a stop keeps the weights that were evaluated
         self.history.append(entry)
         self.net.record("epoch", history=entry)  # so a saved network still has its curves (net.to_html)
         for recorder in self._recorders:
             recorder.on_epoch_end(self, entry)
-        fired = [(stop, reason) for stop, reason in reasons if reason is not None]
-        self._pending_end = None
-        self.epoch_order = None
-        self.position_step = 0
+        local = progress.step_stops + [[index, reason] for index, reason in enumerate(reasons) if reason is not None]
+        fired = [(self.stops[index], reason) for index, reason in _merged(self.strategy.gather(local))]  # any process stops all
+        progress.end_epoch()
         for scenario in {id(s): s for _, plan in self._step_plans for s in plan.scenari()}.values():
             if scenario.schedule is not None:
                 scenario.schedule.observe(entry)  # ReduceLROnPlateau; after the epoch end is committed, so a resume never repeats it
-        improved = self._best_value.improved(entry)
+        improved = progress.best_value.improved(entry)
         if fired:
             self._finish(entry, fired, improved)
-        elif self.run_directory is not None and self.checkpoint_every and self.epoch % self.checkpoint_every == 0:
+        elif self.run_directory is not None and self.settings.checkpoint_every and self.epoch % self.settings.checkpoint_every == 0:
             self._checkpoint("periodic", best=improved)
 
     def _finish(self, entry: dict, fired: list[tuple[Stop, str]], improved: bool) -> None:
@@ -431,7 +479,7 @@ class Trainer(ResumableState):
             self.average.copy_to_model()  # the model keeps the averaged weights (a stop that restores weights wins)
         for stop, _ in fired:
             stop.finish(self)
-        self.stop_reason = self.history.stop_reason = "; ".join(reason for _, reason in fired)
+        self.progress.stop_reason = "; ".join(reason for _, reason in fired)
         final = {k: v for k, v in entry.items() if k != "time"}
         self.net.record("training", phase="end", epochs=self.epoch, metrics=final, reason=self.stop_reason)
         if self.run_directory is not None:
@@ -439,8 +487,33 @@ class Trainer(ResumableState):
         for recorder in self._recorders:
             recorder.on_end(self, self.stop_reason)
 
-    def _elapsed(self) -> float:
-        if self._session_start is None:
-            return self._elapsed_before
-        return self._elapsed_before + time.perf_counter() - self._session_start
+    # -- checkpoints and interrupts --------------------------------------------------------
+    def _checkpoint(self, reason: str, best: bool = False) -> None:
+        state = self.shared_state(reason)
+        if self.strategy.is_writer:
+            self.run_directory.save_checkpoint(state, self.epoch, self.progress.step, best)
 
+    def _interrupted(self) -> bool:
+        """At an epoch boundary: whether a signal on any process asks every process to stop here (all agree now)."""
+        pending = self.interrupts.pending is not None
+        if not self.interrupts.enabled or not self.strategy.any(pending):
+            return pending
+        self.interrupts.pending = self.interrupts.pending or "SIGTERM"  # another process's signal: stop and save with it
+        return True
+
+    def _emergency(self, cause: str) -> str:
+        """Write a checkpoint at this step boundary now; returns the message telling how to resume."""
+        self._emergency_written = True
+        where = (f"epoch {self.epoch + 1}, after step {self.progress.step}" if self.progress.pending_end is None
+                 else f"end of epoch {self.epoch + 1}")
+        state = self.shared_state(f"emergency: {cause}")
+        if self.strategy.is_writer:
+            self.run_directory.save_now(state, self.epoch, self.progress.step)
+        self.strategy.barrier()  # the checkpoint is complete before any process exits
+        return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
+                f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
+
+
+def _merged(parts: list[list[list]]) -> list[list]:
+    """The ``[stop index, reason]`` pairs of every process, once each, in the stops' order."""
+    return [[index, reason] for index, reason in sorted({index: reason for part in parts for index, reason in part}.items())]

@@ -83,10 +83,31 @@ def step_hook(rank_wanted: int, at: int, signum: int):
 
 
 class FailsAtEpochEnd(recorders.Recorder):
-    """A recorder that raises (recorders run on rank 0 only: the other ranks do not share the error)."""
+    """A recorder that raises on rank 0 only (recorders run on every rank: the other ranks do not share the error)."""
 
     def on_epoch_end(self, trainer, entry):
-        raise RuntimeError(f"recorder failure at the end of epoch {entry['epoch']}")
+        if trainer.distributed.is_writer:
+            raise RuntimeError(f"recorder failure at the end of epoch {entry['epoch']}")
+
+
+class HooksSeen(recorders.Recorder):
+    """A user's recorder that acts on its own rank: it keeps the hooks it received, written by main() into OUT."""
+
+    def __init__(self):
+        self.seen = []
+
+    def on_epoch_end(self, trainer, entry):
+        self.seen.append(["epoch_end", trainer.distributed.rank, entry["epoch"]])
+
+    def on_end(self, trainer, reason):
+        self.seen.append(["end", trainer.distributed.rank, reason])
+
+
+class StopsOnRank1(stops.Stop):
+    """A stop on a local signal (a node-local STOP file, the local clock): it fires on rank 1 only, after epoch 1."""
+
+    def update(self, trainer, entry):
+        return "StopsOnRank1: rank 1's local signal" if trainer.distributed.rank == 1 and entry["epoch"] >= 1 else None
 
 
 def main(argv: list[str]) -> None:
@@ -100,6 +121,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--accumulate", type=int, default=1)
     parser.add_argument("--variant", choices=["weighted", "batchnorm"])
     parser.add_argument("--fail-on-rank-0", action="store_true", help="a recorder raises at the end of epoch 1")
+    parser.add_argument("--local-stop", action="store_true", help="a stop that fires on rank 1 only, after epoch 1")
+    parser.add_argument("--step-wall", type=int, help="end after this many optimizer steps (mid-epoch)")
     parser.add_argument("--rows", type=int, help="train on the first ROWS rows (one that leaves a short last batch)")
     parser.add_argument("--mmap", metavar="FOLDER", help="read x, y, vx, vy from FOLDER/<name>.npy, memory-mapped")
     options = parser.parse_args(argv)
@@ -118,8 +141,11 @@ def main(argv: list[str]) -> None:
             arrays = dict(stored)
     train = DatasetMapper(inp=arrays["x"][:options.rows], out=arrays["y"][:options.rows])
     valid = DatasetMapper(inp=arrays["vx"][:options.rows], out=arrays["vy"][:options.rows], sampler="sequential")
-    trainer = Trainer(network(options.dropout, options.variant), "out", batch_size=32, stops=[stops.EpochWall(EPOCHS)],
-                      recorders=[recorders.CSV("log.csv"), *([FailsAtEpochEnd()] if options.fail_on_rank_0 else [])],
+    seen = HooksSeen()
+    stop_list = [stops.EpochWall(EPOCHS), *([StopsOnRank1()] if options.local_stop else []),
+                 *([stops.StepWall(options.step_wall)] if options.step_wall else [])]
+    trainer = Trainer(network(options.dropout, options.variant), "out", batch_size=32, stops=stop_list,
+                      recorders=[recorders.CSV("log.csv"), seen, *([FailsAtEpochEnd()] if options.fail_on_rank_0 else [])],
                       run_dir=options.run_dir, seed=7, resume="auto",
                       accumulate=options.accumulate)
     rank = trainer.distributed.rank
@@ -128,6 +154,8 @@ def main(argv: list[str]) -> None:
         torch.save(trainer.net.state_dict(), os.path.join(options.out, f"weights-rank{rank}.pt"))
         with open(os.path.join(options.out, f"history-rank{rank}.json"), "w") as file:
             json.dump(list(trainer.history), file)
+        with open(os.path.join(options.out, f"hooks-rank{rank}.json"), "w") as file:
+            json.dump(seen.seen, file)
     finally:
         with open(os.path.join(options.out, f"writes-rank{rank}-attempt{attempt}.json"), "w") as file:
             json.dump(writes, file)

@@ -180,7 +180,7 @@ def test_the_compile_mode_is_recorded_and_rebuilt_on_resume(tmp_path, data, monk
         trainer.start(train)
     assert json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["compile"] == "reduce-overhead"
     resumed = Trainer.resume(tmp_path / "run", recorders=[])
-    assert (resumed.compile, resumed.hardware.compile, resumed.epoch) == ("reduce-overhead", "reduce-overhead", 2)
+    assert (resumed.settings.compile, resumed.hardware.compile, resumed.epoch) == ("reduce-overhead", "reduce-overhead", 2)
 
 
 def test_a_step_the_backend_cannot_compile_runs_eagerly_with_a_warning(data, monkeypatch):
@@ -206,7 +206,7 @@ def test_the_options_round_trip_through_resume(tmp_path, data):
     with pytest.raises(RuntimeError, match="recorder failure"):
         trainer.start(train)
     resumed = Trainer.resume(tmp_path / "run", recorders=[])
-    assert (resumed.precision, resumed.device, resumed.hardware.scaler is not None) == ("16-mixed", "cpu", True)
+    assert (resumed.settings.precision, resumed.settings.device, resumed.hardware.scaler is not None) == ("16-mixed", "cpu", True)
     mar.seed(0)
     reference = Trainer(build_mlp((64,), 10, hidden=16), "out", batch_size=64, stops=[stops.EpochWall(2)], recorders=[],
                         precision="16-mixed", device="cpu", seed=0)

@@ -198,3 +198,27 @@ def test_an_error_on_rank_0_alone_ends_the_whole_run_at_once(tmp_path, data_file
     done = launch(data_file, tmp_path / "run", tmp_path / "out", "--fail-on-rank-0")
     assert done.returncode != 0 and "recorder failure at the end of epoch 1" in done.stderr
     assert time.monotonic() - started < 25
+
+
+def test_callbacks_run_on_every_rank_and_a_stop_on_one_rank_stops_all_at_the_same_epoch(tmp_path, data_file):
+    done = launch(data_file, tmp_path / "run", tmp_path / "out", "--local-stop")
+    assert done.returncode == 0, done.stderr[-3000:]
+    histories = [json.loads((tmp_path / "out" / f"history-rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [len(history) for history in histories] == [1, 1]  # rank 1's stop ended both after epoch 1
+    hooks = [json.loads((tmp_path / "out" / f"hooks-rank{rank}.json").read_text()) for rank in (0, 1)]
+    for rank, seen in enumerate(hooks):  # a user's recorder ran on its own rank; the CSV only on rank 0
+        assert seen == [["epoch_end", rank, 1], ["end", rank, "StopsOnRank1: rank 1's local signal"]]
+    assert writes(tmp_path / "out", 1) == []
+    assert len((tmp_path / "run" / "log.csv").read_text().splitlines()) == 2
+    assert all(torch.equal(weights(tmp_path / "out", 0)[key], value) for key, value in weights(tmp_path / "out", 1).items())
+
+
+def test_a_step_wall_ends_both_ranks_mid_epoch_where_one_process_ends(tmp_path, data_file):
+    one = launch(data_file, tmp_path / "one", tmp_path / "one-out", "--step-wall", "27", processes=0)
+    two = launch(data_file, tmp_path / "two", tmp_path / "two-out", "--step-wall", "27")
+    assert one.returncode == 0 and two.returncode == 0, (one.stderr[-2000:], two.stderr[-2000:])
+    single, rank0 = weights(tmp_path / "one-out"), weights(tmp_path / "two-out", 0)
+    for key in single:
+        torch.testing.assert_close(rank0[key], single[key], rtol=0, atol=2e-5)
+    history = json.loads((tmp_path / "two-out" / "history-rank1.json").read_text())
+    assert len(history) == 2  # 20 steps per epoch: the partial second epoch is the last

@@ -1,5 +1,6 @@
 """Trainer(resume="auto"): the same command, run again after a kill, carries on bit-identically (issue 11)."""
 
+import dataclasses
 import json
 import signal
 import subprocess
@@ -10,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.helpers import assert_identical, latest
 from tests.training import run_child
-from tests.training.test_resume import assert_identical, latest
 
 CHILD = Path(run_child.__file__)
 
@@ -45,7 +46,7 @@ def test_a_finished_run_returns_its_history_and_another_configuration_is_refused
     assert again.start(*run_child.data(data_file)) == history and again.stop_reason == first.stop_reason
     assert_identical(again, reference)
     other = run_child.make_trainer(run_dir, resume="auto")
-    other.batch_size = 64
+    other.settings = dataclasses.replace(other.settings, batch_size=64)  # as if built with batch_size=64
     with pytest.raises(ValueError, match=r"resume='auto': run_dir .* holds a different run \(differs in trainer.batch_size\)"):
         other.start(*run_child.data(data_file))
 

@@ -93,7 +93,7 @@ def test_class_balanced_sampler_visits_classes_equally():
 
     class Spy(recorders.Recorder):
         def on_epoch_start(self, trainer, epoch, steps):
-            seen.append(labels[trainer.epoch_order])
+            seen.append(labels[trainer.progress.epoch_order])
 
     train = DatasetMapper(inp=x, cls=labels, sampler="class_balanced")
     Trainer(net, "cls", batch_size=4, stops=[stops.EpochWall(2)], recorders=[Spy()], seed=0).start(train)

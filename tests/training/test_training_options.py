@@ -221,7 +221,7 @@ def test_ema_resumes_bit_identical(tmp_path):
     with pytest.raises(RuntimeError, match="recorder failure"):
         trainer(tmp_path / "run", [RaiseAt(2, 1)]).start(DatasetMapper(inp=x, out=y))
     resumed = Trainer.resume(tmp_path / "run", recorders=[])
-    assert resumed.ema == 0.8
+    assert resumed.settings.ema == 0.8
     for key, value in reference.net.state_dict().items():
         assert torch.equal(resumed.net.state_dict()[key], value), key
 

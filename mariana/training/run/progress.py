@@ -1,144 +1,112 @@
-"""The Trainer's state at a step boundary: what a checkpoint holds, and how a run continues from it.
+"""The run's progress: where it stands at a step boundary, what a checkpoint records of it, and putting it back.
 
-A mixin of :class:`mariana.training.Trainer`: ``state_dict()`` gathers the
-position in the run (epoch, step, this epoch's order), the running sums, the
-history, the random states (Python, NumPy, torch, the samplers), the stops'
-and recorders' states, the weights, the optimizer state, the moving average,
-the gradient scaler and, mid-accumulation, the pending gradients;
-``load_state_dict()`` puts them back, random states last. Together they make
-a resumed run bit-identical to one never interrupted.
+:class:`Progress` holds the history, the position in the epoch (its order and
+the next step), the optimizer steps taken, the running sums, the time spent,
+the best monitored value and, between the last step of an epoch and the
+end of that epoch's handling, what the checkpoint must describe instead (the
+state *before* the epoch end). Its ``state_dict``/``load_state_dict`` carry
+exactly those entries; the Trainer adds its parts' states (network,
+optimizers, samplers, callbacks, random states) around them.
+
+Example:
+    >>> import torch
+    >>> progress = Progress(["out"], [], torch.device("cpu"))
+    >>> progress.epoch, progress.step, progress.stop_reason
+    (0, 0, None)
+    >>> restored = Progress(["out"], [], torch.device("cpu"))
+    >>> restored.load_state_dict(progress.state_dict()); restored.epoch
+    0
 """
 
 from __future__ import annotations
 
-import json
-from typing import TYPE_CHECKING
+import time
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
-from mariana.training.callbacks.hooks import load_states, states
+from mariana.training.callbacks.best import BestValue
 from mariana.training.history import History
-from mariana.training.storage import checkpoint as CK
-from mariana.training.storage.run_directory import describe_object
-from mariana.training.strategies.ddp import on_host
-
-if TYPE_CHECKING:
-    from mariana.training.trainer import Trainer
+from mariana.training.loop.metrics import EpochSums
 
 
-class ResumableState:
-    """``state_dict``/``load_state_dict`` for the Trainer (see the module docstring)."""
+class Progress:
+    """Where a run stands (see the module docstring)."""
 
-    def state_dict(self: Trainer, reason: str = "") -> dict:
-        """Everything a resumed run needs, at the current step boundary (tensors are not copied)."""
-        pending = self._pending_end
-        rng = CK.capture_rng()
-        if self._in_step:
-            # The step that failed may have drawn random numbers; the boundary is before it.
-            rng["torch"], cuda = self._rng_before_step
-            if cuda is not None:
-                rng["cuda"] = list(cuda)
+    def __init__(self, outputs: Sequence[str], classifiers: Sequence[str], device: torch.device) -> None:
+        self.outputs, self.classifiers = list(outputs), list(classifiers)
+        self.history = History()
+        self.step = 0  #: the next step of this epoch
+        self.optimizer_steps = 0  #: optimizer steps taken since the run started
+        self.epoch_order: np.ndarray | None = None  #: this epoch's sample order (None between epochs)
+        self.sums = EpochSums(outputs, classifiers, device)
+        self.order_rng = np.random.Generator(np.random.PCG64(0))  #: draws the output of each step in order "random"
+        self.best_value = BestValue(("train", self.outputs[0], "loss"))  # the monitored metric is known at start
+        self.step_stops: list[list] = []  #: [stop index, reason] of the step-level stops that ended this epoch early
+        self.pending_end: dict | None = None  #: between an epoch's last step and the end of its handling
+        self._elapsed_before = 0.0
+        self._session_start: float | None = None
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return len(self.history)
+
+    @property
+    def stop_reason(self) -> str | None:
+        return self.history.stop_reason
+
+    @stop_reason.setter
+    def stop_reason(self, reason: str | None) -> None:
+        self.history.stop_reason = reason
+
+    def begin_session(self) -> None:
+        self._session_start = time.perf_counter()
+
+    def elapsed(self) -> float:
+        """Seconds of training so far, sessions before a resume included."""
+        if self._session_start is None:
+            return self._elapsed_before
+        return self._elapsed_before + time.perf_counter() - self._session_start
+
+    def begin_epoch(self, order: np.ndarray, device: torch.device) -> None:
+        self.epoch_order, self.step = order, 0
+        self.sums = EpochSums(self.outputs, self.classifiers, device)
+
+    def end_epoch(self) -> None:
+        self.pending_end, self.epoch_order, self.step, self.step_stops = None, None, 0, []
+
+    def state_dict(self) -> dict:
+        """The progress at this step boundary (before a pending epoch end): the checkpoint's entries for it."""
+        pending = self.pending_end
         return {
-            "reason": reason, "epoch": self.epoch, "step": self.position_step,
+            "epoch": self.epoch, "step": self.step, "optimizer_steps": self.optimizer_steps,
             "phase": "epoch_end" if pending is not None else "steps",
             "order": None if self.epoch_order is None else torch.from_numpy(self.epoch_order.copy()),
             **self.sums.state_dict(),
-            "elapsed": self._elapsed(),
+            "elapsed": self.elapsed(),
             "history": self.history[:pending["history"]] if pending is not None else self.history,
-            "stop_reason": self.stop_reason, "best_value": self._best_value.value, "rng": rng,
-            "sampler": self._streams["train"].sampler.state_dict(),
-            "order_rng": self._order_rng.bit_generator.state,
-            "stops": pending["stops"] if pending is not None else states(self.stops),
-            "recorders": pending["recorders"] if pending is not None else states(self.recorders),
-            "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
-            "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
-            "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
-            "log": json.loads(json.dumps(self.net.log[:pending["log"]] if pending is not None else self.net.log, default=str)),
-            "environment": CK.environment(),
+            "stop_reason": self.stop_reason, "best_value": self.best_value.value,
+            "order_rng": self.order_rng.bit_generator.state, "step_stops": [list(item) for item in self.step_stops],
         }
 
-    def load_state_dict(self: Trainer, state: dict) -> None:
-        """Continue from :meth:`state_dict`'s output (after the streams are set up); restores the RNGs last.
-
-        Under DDP each rank takes its own random states, running sums and pending gradients from ``state["ranks"]``.
-        """
-        check_state(state)
-        state = self.distributed.own(state)
-        check_state(state)  # what this rank took from its part, too
+    def load_state_dict(self, state: dict, log_length: int = 0) -> None:
+        """Back to :meth:`state_dict`'s output; at a pending epoch end, the state's callbacks' states and the generation
+        log's ``log_length`` describe the state before it."""
         self.history = History(state["history"], stop_reason=state["stop_reason"])
-        self.position_step = state["step"]
+        self.step = state["step"]
+        self.optimizer_steps = int(state.get("optimizer_steps", 0))  # absent from checkpoints written before StepWall
         self.epoch_order = None if state["order"] is None else state["order"].numpy().copy()
-        self._pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history),
-                              "log": len(self.net.log)}
-                             if state["phase"] == "epoch_end" else None)
+        self.step_stops = [list(item) for item in state.get("step_stops", [])]
+        self.pending_end = ({"stops": state["stops"], "recorders": state["recorders"], "history": len(self.history), "log": log_length}
+                            if state["phase"] == "epoch_end" else None)
         self.sums.load_state_dict(state)
-        self.hardware.load_state_dict(state.get("hardware", {}))
-        if self.average is not None and state.get("ema") is not None:
-            self.average.load_state_dict(state["ema"])
-        parameters = dict(self.net.module.named_parameters())
-        for name, gradient in state.get("gradients", {}).items():  # mid-group of an accumulation
-            parameters[name].grad = gradient.to(parameters[name].device)
         self._elapsed_before = state["elapsed"]
-        self.stop_reason = state["stop_reason"]
-        self._best_value.value = state["best_value"]
-        self._streams["train"].sampler.load_state_dict(state["sampler"])
+        self.best_value.value = state["best_value"]
         bit_generator = np.random.PCG64()
         bit_generator.state = state["order_rng"]
-        self._order_rng = np.random.Generator(bit_generator)
-        load_states(self.stops, state["stops"])
-        load_states(self.recorders, state["recorders"])
-        CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
-
-    def _config(self: Trainer) -> dict:
-        """The settings run.json keeps: the Trainer's keyword arguments, so a resume rebuilds the same Trainer."""
-        config = {key: value for key, value in self.describe().items() if key not in ("streams", "run_dir")}
-        config.update(save_if_murdered=self.save_if_murdered, eval_batch_size=self.eval_batch_size, best=list(self.best),
-                      checkpoint_every=self.checkpoint_every, keep_checkpoints=self.run_directory.store.keep, ema=self.ema,
-                      device=str(self.device), precision=self.precision, compile=self.compile, resume=self.resume_mode,
-                      recorders=[describe_object(r) for r in self.recorders])
-        return config
-
-    # -- checkpoints ----------------------------------------------------------------------
-    def shared_state(self: Trainer, reason: str) -> dict:
-        """:meth:`state_dict`, with every rank's own part under DDP (a collective call: all ranks make it together)."""
-        state = self.state_dict(reason)
-        if self.distributed.active:
-            own = {"rng": state["rng"], "sums": self.sums.state_dict(), "gradients": state["gradients"]}
-            state["ranks"] = self.distributed.gather(on_host(own))
-            state["world_size"] = self.distributed.world_size
-        return state
-
-    def _checkpoint(self: Trainer, reason: str, best: bool = False) -> None:
-        state = self.shared_state(reason)
-        if self.distributed.is_writer:
-            self.run_directory.save_checkpoint(state, self.epoch, self.position_step, best)
-
-    def _can_save(self: Trainer) -> bool:
-        return self.save_if_murdered and self.run_directory is not None
-
-    def _interrupted(self: Trainer, at_once: bool = True) -> bool:
-        """Whether a signal asks to stop here. Under DDP all ranks must stop at the same boundary: between steps
-        (``at_once=False``) they learn of a signal on any rank one step later, all at the same step."""
-        pending = self.interrupts.pending is not None
-        if not (self.distributed.active and self.interrupts.enabled):
-            return pending
-        if not self.distributed.any(pending, at_once):
-            return False
-        if not pending:
-            self.interrupts.pending = "SIGTERM"  # another rank's signal: stop and save with it
-        return True
-
-    def _emergency(self: Trainer, cause: str) -> str:
-        """Write a checkpoint at this step boundary now; returns the message telling how to resume."""
-        self._emergency_written = True
-        where = f"epoch {self.epoch + 1}, after step {self.position_step}" if self._pending_end is None else f"end of epoch {self.epoch + 1}"
-        state = self.shared_state(f"emergency: {cause}")
-        if self.distributed.is_writer:
-            self.run_directory.save_now(state, self.epoch, self.position_step)
-        self.distributed.barrier()  # the checkpoint is complete before any process exits
-        return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
-                f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
+        self.order_rng = np.random.Generator(bit_generator)
 
 
 #: What a checkpoint's trainer state must hold, by type (checked before anything is restored).
@@ -161,3 +129,10 @@ def check_state(state: dict) -> None:
     order = state.get("order")
     if order is not None and not (isinstance(order, torch.Tensor) and order.dim() == 1 and not order.is_floating_point()):
         raise ValueError("checkpoint state 'order' must be a 1-d integer tensor or null.")
+    steps = state.get("optimizer_steps", 0)
+    step_stops = state.get("step_stops", [])
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"checkpoint state 'optimizer_steps' must be an int >= 0, but is {steps!r:.60}.")
+    if not (isinstance(step_stops, list) and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], int)
+                                                 and isinstance(item[1], str) for item in step_stops)):
+        raise ValueError("checkpoint state 'step_stops' must be a list of [stop index, reason] pairs.")

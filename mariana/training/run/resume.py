@@ -32,6 +32,7 @@ from mariana.optimizer_state import check_optimizer_state
 from mariana.registry import deserialize, serialize
 from mariana.training.data.mappers import DatasetMapper, as_mapper
 from mariana.training.recorders import Recorder
+from mariana.training.run.settings import RunSettings
 from mariana.training.stops import Stop
 from mariana.training.storage import checkpoint as CK
 from mariana.training.storage.checkpoint import CheckpointWarning
@@ -172,12 +173,9 @@ def _streams(directory: RunDirectory, recorded: dict[str, dict], given: dict[str
     return streams
 
 
-#: Trainer settings that change how a run is watched or kept, not what it computes: a rerun may change them.
-RERUN_MAY_CHANGE = ("streams", "resume", "recorders", "save_if_murdered", "keep_checkpoints", "checkpoint_every", "notes", "device")
-
-
 def _what_decides(run: dict) -> dict:
-    return {"network": run["network"], "trainer": {k: v for k, v in run["trainer"].items() if k not in RERUN_MAY_CHANGE}}
+    """What a rerun must keep: the network, and the settings that decide what the run computes (``RunSettings.deciding``)."""
+    return {"network": run["network"], "trainer": RunSettings.deciding(run["trainer"])}
 
 
 def check_stream(name: str, mapper: DatasetMapper, info: dict) -> None:

@@ -36,7 +36,6 @@ from typing import Any
 import safetensors.numpy
 import torch
 
-from mariana.registry import serialize
 from mariana.training.data.mappers import DatasetMapper
 from mariana.training.storage import checkpoint as CK
 from mariana.training.storage.run_record import run_record
@@ -169,11 +168,3 @@ def lower_thread_priority(increment: int = 10) -> None:
             os.setpriority(os.PRIO_PROCESS, thread, min(os.getpriority(os.PRIO_PROCESS, thread) + increment, 19))
         except OSError:  # a sandbox may forbid it: the writes are the same, only less polite
             pass
-
-
-def describe_object(obj: Any) -> dict:
-    """A stop or recorder as run.json keeps it: its config, or the class name of an unregistered one."""
-    try:
-        return serialize(obj)
-    except ValueError:
-        return {"unregistered": f"{type(obj).__module__}.{type(obj).__qualname__}"}
