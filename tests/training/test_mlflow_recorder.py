@@ -81,6 +81,8 @@ def test_params_metrics_and_artifacts_in_a_sqlite_store(store, tmp_path, one_thr
         assert steps_of(client, recorder.run_id, key) == [(entry["epoch"], pytest.approx(entry[stream][output][metric]))
                                                           for entry in history], key
     assert sorted(artifact.path for artifact in client.list_artifacts(recorder.run_id)) == ["model.mar", "report.html"]
+    store_folder = Path(store.removeprefix("sqlite:///")).parent
+    assert sorted(path.name for path in (store_folder / "mlartifacts").rglob("*.*")) == ["model.mar", "report.html"]  # not ./mlruns
     model = mar.load(client.download_artifacts(recorder.run_id, "model.mar", str(tmp_path)))
     x = np.random.default_rng(1).normal(size=(20, 4)).astype("float32")
     np.testing.assert_array_equal(model.predict("out", inp=x), trainer.net.predict("out", inp=x))

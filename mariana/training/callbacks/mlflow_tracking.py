@@ -7,7 +7,8 @@ description) and ``<layer>.<role>.<setting>`` (``out.learning_scenari.lr``;
 setting), and the Trainer's settings as ``trainer.<name>``. Metrics: one point
 per epoch, ``<stream>.<output>.<metric>`` at step = epoch. At the end the
 trained network (``model.mar``) and the HTML report (``report.html``) become
-artifacts and the run is FINISHED (KILLED when the run stops on an error or a
+artifacts (an experiment this recorder creates on a local store keeps them in
+``mlartifacts/`` beside the store) and the run is FINISHED (KILLED when the run stops on an error or a
 signal; a resume sets it RUNNING again).
 
 The MLflow run id is the recorder's state, saved with every checkpoint, so
@@ -183,8 +184,13 @@ class MLflowTracking:
 
     # -- the store -----------------------------------------------------------------------
     def _experiment_id(self) -> str:
+        """The experiment's id; a new one on a local store keeps its artifacts beside the store (MLflow's default is ./mlruns)."""
         found = self._client.get_experiment_by_name(self.experiment)
-        return found.experiment_id if found is not None else self._client.create_experiment(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        store = local_path_of(self._client.tracking_uri)
+        location = (Path(store).resolve().parent / "mlartifacts").as_uri() if store else None
+        return self._client.create_experiment(self.experiment, artifact_location=location)
 
     def _create_run(self, trainer: Trainer) -> str:
         tags = {"mariana.version": __version__}
