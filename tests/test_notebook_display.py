@@ -36,7 +36,7 @@ def test_network_fragment_has_its_own_id_the_layer_table_and_no_global_names(net
 
 
 def test_network_text_fallback_is_the_summary(network):
-    from IPython.lib.pretty import pretty
+    pretty = pytest.importorskip("IPython.lib.pretty", reason="IPython comes with the notebook extra").pretty
 
     assert pretty(network) == network.summary()
     assert repr(network).startswith("Network(inp, ")
@@ -60,8 +60,7 @@ def test_history_gap_for_a_non_finite_value_and_text_fallback():
     assert page.count("<polyline") == 2 and page.count("<circle") == 4  # the nan splits the line
     history = History(entries, stop_reason="EpochWall: reached 5 epoch(s)")
     assert history._repr_html_().count("<svg") == 1
-    from IPython.lib.pretty import pretty
-
+    pretty = pytest.importorskip("IPython.lib.pretty", reason="IPython comes with the notebook extra").pretty
     text = pretty(history)
     assert text.splitlines()[0] == "epoch 1 - train: loss 1.0000" and text.endswith("Stopped after epoch 5: EpochWall: reached 5 epoch(s)")
     long = History([{"epoch": e, "time": 0.1, "train": {"out": {"loss": 1.0}}} for e in range(1, 31)])

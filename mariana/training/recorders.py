@@ -298,5 +298,5 @@ from mariana.training.callbacks.mlflow_tracking import MLflowTracking  # noqa: E
 
 
 class MLflow(MLflowTracking, Recorder):
-    """``MLflow(experiment, tracking_uri=None, run_name=None)``: params, per-epoch metrics and the final model and report in
+    """``MLflow(experiment="mariana", tracking_uri=None, run_name=None)``: params, per-epoch metrics and the final model and report in
     an MLflow run, continued by a resume (needs ``pip install mariana[mlflow]``; see :mod:`mariana.training.callbacks.mlflow_tracking`)."""

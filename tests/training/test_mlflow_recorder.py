@@ -126,6 +126,7 @@ def test_missing_mlflow_is_one_clear_error_before_anything_is_written(tmp_path, 
 
 
 def test_bad_arguments_and_other_ranks():
+    assert recorders.MLflow().get_config() == {"experiment": "mariana", "tracking_uri": None, "run_name": None}  # DESIGN 5c
     with pytest.raises(ValueError, match="experiment must be a non-empty str"):
         recorders.MLflow("")
     with pytest.raises(TypeError, match="tracking_uri must be a str or None, but received int 3"):

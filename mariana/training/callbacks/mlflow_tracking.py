@@ -1,4 +1,5 @@
-"""What ``recorders.MLflow`` does: a run reported to an MLflow tracking store (local files, SQLite or a server).
+"""What ``recorders.MLflow(experiment="mariana", tracking_uri=None, run_name=None)`` does: report a run to an MLflow
+tracking store (a local SQLite file or a tracking server).
 
 Params (once per MLflow run): every layer's hyperparameters as
 ``<layer>.<name>``, its abstractions as ``<layer>.<role>`` (their short
@@ -103,7 +104,7 @@ class MLflowTracking:
     #: their local forms (``file:``, ``sqlite:``, a bare path) to the run directory; a server is an external destination.
     destinations = ("tracking_uri",)
 
-    def __init__(self, experiment: str, tracking_uri: str | None = None, run_name: str | None = None) -> None:
+    def __init__(self, experiment: str = "mariana", tracking_uri: str | None = None, run_name: str | None = None) -> None:
         if not isinstance(experiment, str) or not experiment.strip():
             raise ValueError(f"recorders.MLflow: experiment must be a non-empty str (the MLflow experiment's name), "
                              f"but received {experiment!r}.")
