@@ -176,11 +176,12 @@ def free_port():
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A real `mlflow server` on 127.0.0.1 (its own SQLite store and artifact folder), stopped at the end."""
+def server(store, tmp_path):
+    """A real `mlflow server` on 127.0.0.1 (on the module's SQLite store, its tables made once, and its own artifact folder),
+    stopped at the end."""
     port = free_port()
     command = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-               "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--artifacts-destination", str(tmp_path / "artifacts")]
+               "--backend-store-uri", store, "--artifacts-destination", str(tmp_path / "artifacts")]
     log = open(tmp_path / "server.log", "w")  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     uri = f"http://127.0.0.1:{port}"
