@@ -235,3 +235,24 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: file.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def local_path_of(uri: str | None) -> str | None:
+    """The local path a destination URI writes to (``file:``, ``sqlite:``, or a bare path), or None for a server.
+
+    Example:
+        >>> local_path_of("sqlite:///runs/mlflow.db"), local_path_of("sqlite:////tmp/a.db"), local_path_of("mlruns")
+        ('runs/mlflow.db', '/tmp/a.db', 'mlruns')
+        >>> local_path_of("file:///tmp/mlruns"), local_path_of("http://127.0.0.1:5000"), local_path_of(None)
+        ('/tmp/mlruns', None, None)
+    """
+    if uri is None:
+        return None
+    scheme, _, rest = str(uri).partition(":")
+    if not rest or len(scheme) == 1 or "/" in scheme or "\\" in scheme:  # a bare path (or a Windows drive letter)
+        return str(uri)
+    if scheme == "sqlite":
+        return rest[3:] if rest.startswith("///") else None  # sqlite:///relative or sqlite:////absolute; sqlite:// is in memory
+    if scheme == "file":
+        return rest[2:] if rest.startswith("//") else rest
+    return None

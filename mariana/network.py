@@ -202,6 +202,14 @@ class Network:
 
         to_html(self, path, **kwargs)
 
+    def _repr_html_(self) -> str:
+        """Jupyter shows the layer graph and the layer table (:mod:`mariana.report.notebook`)."""
+        from mariana.report.notebook import network_html
+
+        return network_html(self)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None: printer.text(self.summary())  # IPython without HTML
+
     def to_onnx(self, path: Any, outputs: Sequence[str] | None = None, **kwargs: Any) -> None:
         """Export ``outputs`` (default: all) to ONNX with a dynamic batch axis."""
         from mariana.export import to_onnx

@@ -82,8 +82,8 @@ def test_page_is_self_contained_and_embeds_everything(network):
     hid = next(layer for layer in data["layers"] if layer["name"] == "hid")
     assert hid["abstractions"]["regularizations"] == ["L2(factor=0.0001)"] and hid["param_shapes"] == {"W": [16, 12], "b": [16]}
     assert len(data["log"]) == len(network.log)
-    # The note's "</script>" must not close the data element early: four script elements, four closings.
-    assert page.count("<script") == page.count("</script>") == 4
+    # The note's "</script>" must not close the data element early: five script elements, five closings.
+    assert page.count("<script") == page.count("</script>") == 5
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", page)
     assert "sourceMappingURL" not in page and "default-src 'none'" in page
 

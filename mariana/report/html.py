@@ -94,9 +94,11 @@ def render_html(network: Network, history: list[dict] | None = None, title: str 
         "META": html.escape(f"Report generated {generated} by Mariana {__version__}"),
         "STATS": stats,
         "CSS": (ASSETS / "report.css").read_text(),
-        "JS": _script((ASSETS / "report.js").read_text()),
-        "DATA": _embedded_json(data),
-        **{key: _library(key) for key in LIBRARIES},
+        "GRAPH_CSS": (ASSETS / "graph.css").read_text(),
+        "GRAPH_JS": script_text((ASSETS / "graph.js").read_text()),
+        "JS": script_text((ASSETS / "report.js").read_text()),
+        "DATA": embedded_json(data),
+        **{key: library(key) for key in LIBRARIES},
     }
     template = (ASSETS / "report.html").read_text()
     return re.sub(r"@([A-Z_]+)@", lambda match: parts[match.group(1)], template)
@@ -148,19 +150,19 @@ def _finite(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _embedded_json(data: dict) -> str:
+def embedded_json(data: dict) -> str:
     text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
     # Inside <script>, "</script>" or "<!--" in a layer name or a note must not end the element.
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def _script(code: str) -> str:
+def script_text(code: str) -> str:
     code = re.sub(r"^//# sourceMappingURL=.*$", "", code, flags=re.MULTILINE)
     return re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE)
 
 
 @cache
-def _library(key: str) -> str:
+def library(key: str) -> str:
     file = ASSETS / "node_modules" / LIBRARIES[key]
     if not file.is_file():
         raise FileNotFoundError(
@@ -172,4 +174,4 @@ def _library(key: str) -> str:
         license_file = ASSETS / "node_modules" / _LICENSES[key]
         if license_file.is_file():
             text = license_file.read_text(encoding="utf-8") + "\n" + text
-    return text if key.endswith("_CSS") else _script(text)
+    return text if key.endswith("_CSS") else script_text(text)

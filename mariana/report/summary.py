@@ -40,7 +40,8 @@ def summary(network: Network) -> str:
                       f"{info['params']:,}", "\n".join(lines) or "-")
     counts = totals(network)
     buffer = io.StringIO()
-    console = Console(file=buffer, width=WIDTH, color_system=None, force_terminal=False, highlight=False, emoji=False)
+    # force_jupyter=False: in a notebook, rich would otherwise display the table itself and write nothing into the buffer.
+    console = Console(file=buffer, width=WIDTH, color_system=None, force_terminal=False, force_jupyter=False, highlight=False, emoji=False)
     console.print(table)
     frozen = counts["params"] - counts["trainable"]
     footer = (

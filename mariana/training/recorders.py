@@ -303,3 +303,13 @@ def _planned_epochs(trainer: Trainer) -> int | None:
 
     walls = [stop.epochs for stop in trainer.stops if isinstance(stop, EpochWall)]
     return min(walls) if walls else None
+
+
+from mariana.training.callbacks.mlflow_tracking import MLflowTracking  # noqa: E402
+
+
+class MLflow(MLflowTracking, Recorder):
+    """``MLflow(experiment="mariana", tracking_uri=None, run_name=None)``: params, per-epoch metrics and the final model and report in
+    an MLflow run, continued by a resume (needs ``pip install mariana[mlflow]``; see :mod:`mariana.training.callbacks.mlflow_tracking`)."""
+
+    writes_files = True  # one MLflow run, written by rank 0

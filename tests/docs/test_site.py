@@ -42,9 +42,13 @@ def test_strict_site_build(tmp_path):
     pytest.importorskip("mkdocstrings_handlers.python", reason="the site build needs mkdocstrings[python] (the docs extra)")
     mkdocs = shutil.which("mkdocs", path=os.path.dirname(sys.executable)) or shutil.which("mkdocs")
     result = subprocess.run([mkdocs, "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT,
-                            capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=120)
+                            capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "WARNING" not in result.stderr, result.stderr[-3000:]
+    # The kernel that runs the tutorial notebook (ipykernel 7) notes on stderr that it talks to mkdocs-jupyter over local TCP.
+    stderr = "\n".join(line for line in result.stderr.splitlines() if not line.startswith("[IPKernelApp] WARNING | Kernel is running over TCP"))
+    assert "WARNING" not in stderr, stderr[-3000:]
+    tutorial = (tmp_path / "site" / "tutorial.html").read_text()  # the notebook, run at build time, with what it shows
+    assert tutorial.count('class="mariana-net"') == 2 and "Stopped after epoch 3: EpochWall" in tutorial and 'data-chart="out/loss"' in tutorial
     anchors = {anchor for page in (tmp_path / "site" / "api").glob("*.html") for anchor in re.findall(r'id="([\w.]+)"', page.read_text())}
     missing = [f"{module}.{name}" for module in PUBLIC_MODULES for name in public_names(module)
                if not {f"{module}.{name}", defined_at(module, name)} & anchors]

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError
 
+from mariana.files import local_path_of
 from mariana.network import Network
 from mariana.optimizer_state import check_optimizer_state
 from mariana.registry import deserialize, serialize
@@ -197,11 +198,15 @@ def confine_recorder_paths(recorders: Sequence[Recorder], run_dir: Path) -> None
     """Recorders rebuilt from run.json may only write inside the run directory: a run directory may come from anyone.
 
     Paths are resolved (symlinks followed, relative ones from the run directory) before they are compared.
+    A recorder's ``destinations`` name attributes holding a URI (``MLflow.tracking_uri``): a local one
+    (``file:``, ``sqlite:``, a bare path) is confined like a path; a server's is an external destination, let through.
     """
     root = run_dir.resolve()
     for recorder in recorders:
-        for attribute in ("path", "log_dir"):
+        uris = tuple(getattr(recorder, "destinations", ()))
+        for attribute in ("path", "log_dir", *uris):
             value = getattr(recorder, attribute, None)
+            value = local_path_of(value) if attribute in uris else value
             if value is None:
                 continue
             resolved = (run_dir / value).resolve()  # an absolute value replaces run_dir
