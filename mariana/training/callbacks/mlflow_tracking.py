@@ -197,8 +197,8 @@ class MLflowTracking:
         tags = {"mariana.version": __version__}
         if trainer.run_dir is not None:
             tags.update({RUN_TAG: _run_key(trainer.run_dir), "mariana.run_dir": str(trainer.run_dir.resolve())})
-        if trainer.notes:
-            tags["mlflow.note.content"] = trainer.notes
+        if trainer.settings.notes:
+            tags["mlflow.note.content"] = trainer.settings.notes
         return self._client.create_run(self._experiment_id(), run_name=self.run_name, tags=tags).info.run_id
 
     def _find_run(self, trainer: Trainer) -> str | None:
