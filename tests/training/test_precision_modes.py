@@ -195,6 +195,18 @@ def test_a_mode_name_already_taken_is_refused_and_names_the_owner():
         class Eight(Precision):
             names = ("8-true",)
             param_dtype = torch.int8
+    with pytest.raises(TypeError, match=r"Named: names must be a tuple of non-empty str, but is 'mine'"):
+        class Named(Precision):
+            names = "mine"
+
+
+def test_a_subclass_without_names_of_its_own_is_a_base_not_a_second_bf16_true():
+    from mariana.training.precision.bf16_true import BFloat16True
+
+    class Base(BFloat16True):
+        pass
+
+    assert modes()["bf16-true"] is BFloat16True and Base not in modes().values()
 
 
 def test_network_to_accepts_the_half_dtypes_and_refuses_others():

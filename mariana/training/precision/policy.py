@@ -51,6 +51,7 @@ class Precision(Configurable):
     """
 
     #: The names ``precision=`` accepts for this mode; the first is its own, the others aliases (Lightning's).
+    #: A subclass that declares none is a base for other modes, not a mode.
     names: ClassVar[tuple[str, ...]] = ()
     #: The dtype of the float params, buffers, Inputs and optimizer state during training.
     param_dtype: ClassVar[torch.dtype] = torch.float32
@@ -60,7 +61,7 @@ class Precision(Configurable):
     scaler: torch.amp.GradScaler | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        if not cls.names:
+        if not cls.__dict__.get("names"):  # a base for other modes (names are never inherited)
             super().__init_subclass__(**kwargs)
             return
         if not isinstance(cls.names, tuple) or not all(isinstance(name, str) and name for name in cls.names):
@@ -95,8 +96,8 @@ class Precision(Configurable):
         known = modes()
         if not isinstance(key, str) or key not in known:
             own = [klass.names[0] for klass in dict.fromkeys(known.values())]
-            aliases = [alias for alias in known if alias not in own]
-            raise ValueError(f"precision must be one of {', '.join(map(repr, own))} (or the aliases {', '.join(map(repr, aliases))}; "
+            aliases = ", ".join(repr(alias) for alias in known if alias not in own)
+            raise ValueError(f"precision must be one of {', '.join(map(repr, own))} ({f'or the aliases {aliases}; ' if aliases else ''}"
                              f"an int means its str), but received {name!r}.")
         return known[key](device)
 
@@ -128,4 +129,4 @@ class Precision(Configurable):
 def modes() -> dict[str, type[Precision]]:
     """Every name ``precision=`` accepts, with its mode's class, in the order the modes were defined."""
     return {name: klass for klass in registry.classes().values()
-            if isinstance(klass, type) and issubclass(klass, Precision) for name in klass.names}
+            if isinstance(klass, type) and issubclass(klass, Precision) for name in klass.__dict__.get("names", ())}
