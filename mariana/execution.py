@@ -23,7 +23,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -340,42 +340,46 @@ class TrainingPlan(CostPlan):
             total = total + regularization.penalty(params)
         return total
 
-    def step(self, result: CostResult, scaler: torch.amp.GradScaler | None = None) -> None:
+    def step(self, result: CostResult) -> None:
         """Back-propagate :meth:`objective` and take one step of every optimizer."""
-        self.backward(result, scaler=scaler)
-        self.apply(scaler)
+        self.backward(result)
+        self.apply()
 
-    def backward(self, result: CostResult, scale: float = 1.0, scaler: torch.amp.GradScaler | None = None) -> None:
+    def backward(self, result: CostResult, scale: float = 1.0,
+                 scaled: Callable[[torch.Tensor], torch.Tensor] | None = None) -> None:
         """Add ``scale`` times the gradient of :meth:`objective` to the params' gradients (accumulation uses 1/k).
 
-        ``scaler`` (float16 training) multiplies the objective first, so small gradients do not underflow.
+        ``scaled`` transforms the objective first (a gradient scaler's ``scale``, so small float16 gradients do not underflow).
         """
         if not self.optimizers:
             return
         objective = self.objective(result)
         if scale != 1.0:
             objective = objective * scale
-        (objective if scaler is None else scaler.scale(objective)).backward(inputs=self.backward_inputs)
+        (objective if scaled is None else scaled(objective)).backward(inputs=self.backward_inputs)
 
-    def apply(self, scaler: torch.amp.GradScaler | None = None) -> None:
-        """One step of every optimizer on the gradients accumulated so far (clipped first), then clear them."""
+    def apply(self, unscale: Callable[[torch.optim.Optimizer], Any] | None = None,
+              optimizer_step: Callable[[torch.optim.Optimizer], Any] | None = None) -> None:
+        """One step of every optimizer on the gradients accumulated so far (clipped first), then clear them.
+
+        A gradient scaler passes its ``unscale_`` (run on each optimizer before clipping, so clipping and the
+        step see the true gradients) and its ``step`` as ``optimizer_step`` (run instead of ``optimizer.step()``).
+        """
         for scenario, optimizer in self.optimizers:
-            if scaler is not None:
-                scaler.unscale_(optimizer)  # clipping and the step see the true gradients
+            if unscale is not None:
+                unscale(optimizer)
             if scenario.clip_norm is not None or scenario.clip_value is not None:
                 scenario.clip(optimizer.param_groups[0]["params"])
             if scenario.schedule is not None:
                 lr = scenario.current_lr()
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-            if scaler is None:
+            if optimizer_step is None:
                 optimizer.step()
             else:
-                scaler.step(optimizer)  # skipped when the scaled gradients overflowed
+                optimizer_step(optimizer)
             optimizer.zero_grad(set_to_none=True)
             scenario.steps += 1
-        if scaler is not None:
-            scaler.update()
         # Run inside a user's torch.autocast, its cache would keep serving the weights' old low-precision
         # copies. Outside one the cache is empty: clearing it is free, and cheaper than asking.
         torch.clear_autocast_cache()

@@ -27,6 +27,9 @@ from mariana.registry import deserialize
 if TYPE_CHECKING:
     from mariana.network import Network
 
+#: The float dtypes a network computes in: its float Inputs' (float32 by default) and its params'.
+FLOAT_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+
 
 def topological_order(layers: Mapping[str, Layer]) -> dict[str, Layer]:
     """Kahn's algorithm; ties keep insertion order so the order is stable."""
@@ -127,14 +130,14 @@ def check_names_disjoint(networks: Sequence[Network], target: Layer) -> None:
 
 
 def check_float_dtype(source: Layer, target: Layer) -> None:
-    """Float data is float32 or float64, and a layer already built in one is not fed the other."""
+    """Float data is one of :data:`FLOAT_DTYPES`, and a layer already built in one is not fed another."""
     dtype = source.dtype
     if not dtype.is_floating_point:
         return
-    if dtype not in (torch.float32, torch.float64):
+    if dtype not in FLOAT_DTYPES:
         raise ValueError(
-            f"{source.describe()} produces {dtype}, which {target.describe()} cannot learn in: weights stay float32 "
-            f"(or float64). Keep the Input float32 and train with precision='bf16-mixed' or '16-mixed' for half precision."
+            f"{source.describe()} produces {dtype}, which {target.describe()} cannot compute in: layers compute in "
+            f"{', '.join(map(str, FLOAT_DTYPES))}. Keep the Input float32 and choose the Trainer's precision= instead."
         )
     built = target.dtype if target.shape is not None and target.params else None
     if built is not None and built.is_floating_point and built != dtype:

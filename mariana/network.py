@@ -126,11 +126,11 @@ class Network:
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> Network:
         """Move params, buffers and optimizer state to ``device``, and/or make the network compute in ``dtype``
-        (``torch.float32`` or ``torch.float64``: float params, buffers, Inputs and optimizer state); returns the network.
+        (``torch.float32``, ``torch.float64``, ``torch.bfloat16`` or ``torch.float16``: float params, buffers,
+        Inputs and optimizer state); returns the network. Run calls still take float32 data.
         """
-        if dtype is not None and dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"Network.to: dtype must be torch.float32 or torch.float64, but received {dtype!r}; "
-                             f"for half precision train with precision='bf16-mixed' or '16-mixed' (float32 weights).")
+        if dtype is not None and dtype not in graph.FLOAT_DTYPES:
+            raise ValueError(f"Network.to: dtype must be one of {', '.join(map(str, graph.FLOAT_DTYPES))}, but received {dtype!r}.")
         self.module.to(device=device, dtype=dtype)
         for layer in self.inputs.values() if dtype is not None else ():
             layer.cast_floats_to(dtype)
@@ -378,7 +378,8 @@ class Network:
     def _infer(self, plan: execution.ForwardPlan, feeds: dict[str, torch.Tensor], batch_size: int | None) -> torch.Tensor:
         """The plan's one target in inference mode, on the host, computed ``batch_size`` rows at a time."""
         (name,) = plan.target_names
-        dtype = self[name].dtype  # under a user's autocast the output may be bfloat16, which numpy cannot hold
+        # Under a user's autocast the output may be bfloat16, which numpy cannot hold: a bfloat16 network returns float32.
+        dtype = self[name].dtype if self[name].dtype != torch.bfloat16 else torch.float32
         parts = []
         with _mode(self.module, training=False), torch.no_grad():
             for chunk in execution.chunks(feeds, {}, batch_size):
@@ -403,8 +404,8 @@ class Network:
             raise TypeError(f"'>' connects two layers, but the right-hand side is a Network. Write `{source.name} > layer`.")
         graph.check_connection(source, target)
         built = graph.build_downstream(source, target)
-        for layer in built if source.dtype == torch.float64 else ():
-            layer.to(torch.float64)  # a float64 Input makes what it feeds float64 too
+        for layer in built if source.dtype != torch.float32 and source.dtype.is_floating_point else ():
+            layer.to(source.dtype)  # a float64 (or half) Input makes what it feeds float64 (or half) too
         if target.network is not self:
             self._absorb(target.network)
         target.incoming.append(source)

@@ -1,9 +1,11 @@
-"""Where and how precisely the Trainer computes: device, precision, a compiled forward pass, the gradient scaler.
+"""Where and how precisely the Trainer computes: the device, a compiled forward pass, and the precision mode
+(:mod:`mariana.training.precision`), which owns the dtype, autocast, the backward pass's hooks and their state.
 
 The network and its optimizer state move to the device once, when a run
 starts; each stream is copied there whole when it fits (see
 ``mariana.devices.keep_on_device``) or moves batch by batch from pinned host
-memory, asynchronously. Autocast wraps the forward pass and the costs only.
+memory, asynchronously. The precision's autocast (if any) wraps the forward
+pass and the costs only.
 
 ``compile=True`` (or a ``torch.compile`` mode: ``"default"``,
 ``"reduce-overhead"``, ``"max-autotune"``, ``"max-autotune-no-cudagraphs"``)
@@ -20,8 +22,8 @@ Example:
     >>> import mariana.layers as ML
     >>> net = ML.Input(2, name="x") > ML.Regression(1, name="out")
     >>> hardware = Hardware(net, device="cpu", precision="bf16-mixed")
-    >>> hardware.device, hardware.precision.autocast_dtype
-    (device(type='cpu'), torch.bfloat16)
+    >>> hardware.device, hardware.precision.name, hardware.precision.autocast_dtype
+    (device(type='cpu'), 'bf16-mixed', torch.bfloat16)
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from mariana.devices import keep_on_device, resolve_device
 from mariana.execution import CostPlan, CostResult, TrainingPlan
 from mariana.network import Network
 from mariana.training.data.streams import FileStream, PreparedStream
-from mariana.training.precision.policy import Precision
+from mariana.training.precision import Precision
 
 #: ``compile=`` strings: ``torch.compile``'s modes (``True`` means "default").
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -69,23 +71,30 @@ class CompileWarning(UserWarning):
 
 
 class Hardware:
-    """The Trainer's device, precision and compilation settings, and the state they need (a gradient scaler)."""
+    """The Trainer's device, compilation and precision mode; the mode's own state (a gradient scaler) is checkpointed here."""
 
     def __init__(self, net: Network, device: Any = "auto", precision: Any = "32", compile: bool | str = False) -> None:
         current = net.device
         # "auto" keeps a network the user already moved to an accelerator where it is.
         self.device = current if device == "auto" and current.type != "cpu" else resolve_device(device)
-        self.precision = Precision.named(precision)
+        self.precision = Precision.named(precision, self.device)  #: the precision mode (an unknown name fails here)
         self.compile = compile_mode(compile)  #: the torch.compile mode, None for eager steps
-        self.scaler = self.precision.grad_scaler(self.device)
-        # Built once: the step enters this same context every time (None: float32 and float64 need none).
-        self._autocast = self.precision.autocast(self.device) if self.precision.autocast_dtype is not None else None
+        # Built once: the step enters this same context every time (None: the mode has no autocast).
+        self._autocast = self.precision.autocast()
         self._mark_step = self.compile == "reduce-overhead"  # CUDA graphs: each step is a new iteration
         self._evaluators: dict[CostPlan, Callable[..., CostResult]] = {}
+        # The step calls the mode's own backward and apply, bound once: no call in between (they run every step).
+        self.backward = self.precision.backward
+        self.apply = self.precision.apply
+
+    @property
+    def scaler(self) -> torch.amp.GradScaler | None:
+        """The precision mode's gradient scaler ("16-mixed"), else None."""
+        return self.precision.scaler
 
     def place(self, net: Network) -> None:
-        """Move the network (params, buffers, optimizer state) once; float64 for precision "64"."""
-        net.to(device=self.device, dtype=torch.float64 if self.precision.name == "64" else None)
+        """Move the network (params, buffers, optimizer state) once, converted to the precision's weight dtype."""
+        self.precision.convert(net)
 
     def prepare(self, plan: CostPlan, data: Any, classifiers: list[str]) -> PreparedStream | FileStream:
         """A stream on the device when it fits there, else in (pinned) host memory, moved batch by batch;
@@ -107,7 +116,7 @@ class Hardware:
         return rows if stream.device == self.device else lambda low, high: rows(low, high).to(self.device)
 
     def evaluate(self, plan: CostPlan, batch: PreparedStream) -> CostResult:
-        """The plan's forward pass and costs under this precision's autocast (compiled when asked).
+        """The plan's forward pass and costs under the precision's autocast (compiled when asked).
 
         Called every step: what can be decided once (the evaluator, the autocast context) is.
         """
@@ -123,18 +132,20 @@ class Hardware:
         evaluator = self._evaluators[plan] = plan.evaluate if self.compile is None else _with_eager_fallback(plan, self.compile)
         return evaluator
 
-    def backward(self, plan: TrainingPlan, result: CostResult, scale: float = 1.0) -> None:
-        plan.backward(result, scale, self.scaler)
+    def backward(self, plan: TrainingPlan, result: CostResult, scale: float = 1.0) -> None:  # replaced in __init__
+        """Add ``scale`` times the step's gradient (the precision mode's :meth:`~Precision.backward`)."""
+        self.precision.backward(plan, result, scale)
 
-    def apply(self, plan: TrainingPlan) -> None:
-        plan.apply(self.scaler)
+    def apply(self, plan: TrainingPlan) -> None:  # replaced in __init__
+        """Step the plan's optimizers (the precision mode's :meth:`~Precision.apply`)."""
+        self.precision.apply(plan)
 
     def state_dict(self) -> dict:
-        return {"scaler": self.scaler.state_dict()} if self.scaler is not None else {}
+        """The precision mode's checkpoint state (``{"scaler": ...}`` for "16-mixed", else empty)."""
+        return self.precision.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
+        self.precision.load_state_dict(state)
 
 
 def _with_eager_fallback(plan: CostPlan, mode: str) -> Callable[..., CostResult]:
