@@ -79,7 +79,7 @@ def test_bf16_true_resumes_bit_identically(train, tmp_path):
     reference.start(train)
     without_times = [[{key: value for key, value in entry.items() if key != "time"} for entry in run.history]
                      for run in (resumed, reference)]
-    assert resumed.precision == "bf16-true" and without_times[0] == without_times[1]
+    assert resumed.settings.precision == "bf16-true" and without_times[0] == without_times[1]
     assert all(torch.equal(a, b) and a.dtype == torch.bfloat16 for a, b in zip(resumed.net.parameters(), reference.net.parameters()))
     for key, state in reference.net.optimizer_state_dict()["params"].items():
         resumed_state = resumed.net.optimizer_state_dict()["params"][key]
@@ -114,7 +114,7 @@ def test_lightnings_names_are_accepted_and_recorded_by_their_own_name(given, nam
     trainer = Trainer(build_mlp((4,), 2, hidden=4), "out", batch_size=4, stops=[stops.EpochWall(1)], recorders=[],
                       precision=given, run_dir=tmp_path / "run")
     trainer.start(data)
-    assert trainer.precision == name
+    assert trainer.settings.precision == name
     assert json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["precision"] == name
 
 
