@@ -17,6 +17,7 @@ from mariana.models import build_mlp
 from mariana.training import DatasetMapper, Trainer, stops
 from mariana.training.loop.hardware import Hardware
 from mariana.training.precision import Precision, modes
+from tests.docs.markdown_code import ROOT, python_blocks
 
 
 @pytest.fixture(scope="module")
@@ -137,35 +138,10 @@ def test_the_scaler_state_is_checkpointed_under_the_key_older_checkpoints_use():
     assert hardware.state_dict() == older
 
 
-#: The "Extending Mariana" guide's precision example, as the page shows it (a user's script: one class, nothing else edited).
-GUIDE_EXAMPLE = '''\
-import torch
-import mariana as mar
-from mariana.datasets import digits
-from mariana.models import build_mlp
-from mariana.training import DatasetMapper, Trainer, stops
-from mariana.training.precision import Precision
+def guide_example() -> str:
+    """The "Extending Mariana" page's precision example, as the page shows it (a user's script: one class, nothing else edited)."""
+    return next(code for _, code, _ in python_blocks(ROOT / "docs" / "guide" / "extending.md") if '"my-bf16-true"' in code)
 
-
-class BFloat16Weights(Precision):
-    """Weights, gradients and optimizer state in bfloat16 (what "bf16-true" does)."""
-
-    names = ("my-bf16-true",)
-    param_dtype = torch.bfloat16
-
-
-split = digits(seed=0)
-train = DatasetMapper(inp=split["train"]["x"], out=split["train"]["y"])
-mar.seed(0)
-net = build_mlp((64,), 10, hidden=64)
-Trainer(net, "out", batch_size=32, stops=[stops.EpochWall(4)], recorders=[], seed=0, precision="my-bf16-true").start(train)
-print(net["out"].W.dtype, net.propagate("out", inp=split["test"]["x"][:2]).dtype,
-      round(net.accuracy("out", inp=split["test"]["x"], out=split["test"]["y"]), 2) > 0.9)
-try:
-    Trainer(net, "out", stops=[stops.EpochWall(1)], precision="bf16-tru")
-except ValueError as error:
-    print(error)
-'''
 
 GUIDE_OUTPUT = """\
 torch.bfloat16 float32 True
@@ -177,7 +153,7 @@ precision must be one of '32', '64', 'bf16-mixed', '16-mixed', 'bf16-true', 'my-
 def test_the_guides_example_mode_defined_outside_the_package_plugs_in_by_name(capsys):
     namespace = {"__name__": "extending_guide_example"}
     try:
-        exec(compile(GUIDE_EXAMPLE, "extending-guide", "exec"), namespace)  # noqa: S102
+        exec(compile(guide_example(), "extending-guide", "exec"), namespace)  # noqa: S102
         assert capsys.readouterr().out == GUIDE_OUTPUT
         assert modes()["my-bf16-true"] is namespace["BFloat16Weights"]
     finally:
