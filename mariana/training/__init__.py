@@ -13,7 +13,8 @@ Example:
 """
 
 from mariana.training import recorders, stops
-from mariana.training.data.mappers import ClassBalanced, DatasetMapper, Sampler, Sequential, Shuffled
+from mariana.training.data.mappers import DatasetMapper
+from mariana.training.data.samplers import ClassBalanced, Sampler, Sequential, Shuffled
 from mariana.training.fit import fit
 from mariana.training.history import History
 from mariana.training.run.resume import ResumeWarning

@@ -93,8 +93,9 @@ def test_the_run_directory_records_the_dataset_and_resume_needs_it_again(arrays,
         train(mapper(), run_dir=tmp_path / "run", extra=[RaiseAt(2, 3)], epochs=3)
     assert safetensors.numpy.load_file(str(tmp_path / "run" / "data" / "train.safetensors")) == {}
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["streams"]["train"]
-    assert recorded["copied"] is False and recorded["datasets"][0]["length"] == 200
-    assert recorded["datasets"][0]["class"].endswith("test_dataset_mapper.Pairs")
+    (source,) = recorded["sources"]
+    assert recorded["copied"] is False and source["kind"] == "dataset" and source["stored"] == "reference"
+    assert source["length"] == 200 and source["keys"] == ["inp", "out"] and source["class"].endswith("test_dataset_mapper.Pairs")
     with pytest.raises(ValueError, match=r"read its train data from a torch Dataset \(tests.training.test_dataset_mapper.Pairs, "
                                          r"200 rows\), which a run directory cannot copy: pass the same data again"):
         Trainer.resume(tmp_path / "run", recorders=[])

@@ -49,7 +49,8 @@ def test_the_mnist_demo_leaves_no_data_copy_and_resumes_without_data(tiny_mnist,
     assert demo(tiny_mnist, tmp_path / "whole", capsys) == 0
     for stream in ("train", "valid"):
         assert safetensors.numpy.load_file(str(tmp_path / "whole" / "data" / f"{stream}.safetensors")) == {}
-    recorded = json.loads((tmp_path / "whole" / "run.json").read_text())["trainer"]["streams"]["train"]["files"]
+    sources = json.loads((tmp_path / "whole" / "run.json").read_text())["trainer"]["streams"]["train"]["sources"]
+    recorded = {source["keys"][0]: source for source in sources if source["kind"] == "file"}
     assert {key: record["path"].split("/")[-1] for key, record in recorded.items()} == {"inp": "train-x.npy", "out": "train-y.npy"}
     assert all(record["path"].startswith(str(tmp_path / "cache")) for record in recorded.values())
 

@@ -96,7 +96,9 @@ def test_two_processes_read_memory_mapped_files_in_shares_and_copy_nothing(tmp_p
         torch.testing.assert_close(mapped[key], single[key], rtol=0, atol=2e-5)
     assert safetensors.numpy.load_file(str(tmp_path / "two" / "data" / "train.safetensors")) == {}
     streams = json.loads((tmp_path / "two" / "run.json").read_text())["trainer"]["streams"]
-    assert {stream: sorted(streams[stream]["files"]) for stream in ("train", "valid")} == {"train": ["inp", "out"], "valid": ["inp", "out"]}
+    files = {stream: sorted(key for source in streams[stream]["sources"] if source["kind"] == "file" for key in source["keys"])
+             for stream in ("train", "valid")}
+    assert files == {"train": ["inp", "out"], "valid": ["inp", "out"]}
 
 
 def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_bit_identically(tmp_path, data_file, uninterrupted):

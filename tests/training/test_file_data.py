@@ -41,7 +41,9 @@ def test_the_run_directory_records_files_instead_of_copying_them(files, tmp_path
     mapper = DatasetMapper(inp=np.load(x_path, mmap_mode="r"), out=np.load(y_path, mmap_mode="r"))
     train(mapper, run_dir=tmp_path / "run")
     assert safetensors.numpy.load_file(str(tmp_path / "run" / "data" / "train.safetensors")) == {}
-    record = json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["streams"]["train"]["files"]["inp"]
+    sources = json.loads((tmp_path / "run" / "run.json").read_text())["trainer"]["streams"]["train"]["sources"]
+    record = next(source for source in sources if source["keys"] == ["inp"])
+    assert record["kind"] == "file" and record["stored"] == "reference"
     assert record["path"] == str(x_path.resolve()) and record["size"] == x_path.stat().st_size and len(record["sha256"]) == 64
 
 
@@ -98,7 +100,7 @@ def reading(request, monkeypatch):
 def test_rows_are_read_alike_through_a_mapping_and_with_preadv(files, reading):
     x_path, y_path, x, y = files
     mapper = DatasetMapper(inp=np.load(x_path, mmap_mode="r")[20:180], out=np.load(y_path, mmap_mode="r")[20:180])
-    assert {key: rows.mapped for key, rows in mapper.files.items()} == {"inp": reading == "mapped", "out": reading == "mapped"}
+    assert {key: mapper.source(key).mapped for key in mapper} == {"inp": reading == "mapped", "out": reading == "mapped"}
     indices = np.array([159, 0, 7, 7, 8, 100, 3])  # any order, repeats, neighbours, both ends
     assert np.array_equal(mapper.rows("inp", indices), x[20:180][indices])
     assert np.array_equal(mapper.rows("out", indices), y[20:180][indices])
@@ -109,11 +111,11 @@ def test_rows_are_read_alike_through_a_mapping_and_with_preadv(files, reading):
 
 def test_a_file_cut_short_while_training_is_a_clear_error_not_a_crash(files, reading):
     x_path, _, x, _ = files
-    rows = DatasetMapper(inp=np.load(x_path, mmap_mode="r"), out=np.zeros(200)).files["inp"]
-    assert np.array_equal(rows.take(np.array([199])), x[[199]])
+    rows = DatasetMapper(inp=np.load(x_path, mmap_mode="r"), out=np.zeros(200)).source("inp")
+    assert np.array_equal(rows.take(np.array([199]))["inp"], x[[199]])
     os.truncate(x_path, x_path.stat().st_size - 24)  # the last row's bytes are gone: a mapping read of them is SIGBUS
     with pytest.raises(ValueError, match=r"x.npy' is shorter than its array \(\(200, 6\)\): it changed while training"):
-        rows.take(np.array([199]))
+        rows.read(np.array([199]))
 
 
 def test_the_smallest_arrays_are_mapped_while_they_fit_the_budget(tmp_path, monkeypatch):
@@ -128,6 +130,6 @@ def test_the_smallest_arrays_are_mapped_while_they_fit_the_budget(tmp_path, monk
 def test_a_mapper_copied_after_reading_maps_its_file_again(files):
     x_path, _, x, _ = files
     rows = file_data.FileRows(np.load(x_path, mmap_mode="r"), mapped=True)
-    rows.take(np.array([1]))
+    rows.read(np.array([1]))
     for again in (copy.deepcopy(rows), pickle.loads(pickle.dumps(rows))):
-        assert np.array_equal(again.take(np.array([5, 2])), x[[5, 2]])
+        assert np.array_equal(again.read(np.array([5, 2])), x[[5, 2]])

@@ -18,8 +18,8 @@ Example:
     >>> import os, tempfile, numpy as np
     >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
     >>> np.save(path, np.arange(12, dtype=np.float32).reshape(6, 2))
-    >>> rows = FileRows(np.load(path, mmap_mode="r"))
-    >>> rows.take(np.array([4, 0])).tolist(), rows.describe()["size"]
+    >>> rows = FileRows(np.load(path, mmap_mode="r"), key="inp")
+    >>> rows.take(np.array([4, 0]))["inp"].tolist(), rows.describe()["size"]
     ([[8.0, 9.0], [0.0, 1.0]], 176)
 """
 
@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from mariana.files import file_sha256
+from mariana.training.data.sources import RowSource
 
 #: File-backed arrays up to this many bytes in all (per mapper) are read through a mapping of their file, larger ones with preadv.
 MAPPED_BYTES = 512 * 2**20
@@ -56,14 +57,19 @@ def file_offset(array: np.memmap) -> int:
     return int(root.offset) + array.__array_interface__["data"][0] - root.__array_interface__["data"][0]
 
 
-class FileRows:
-    """Rows of a C-contiguous memory-mapped array, read from its file on demand.
+class FileRows(RowSource):
+    """Rows of a C-contiguous memory-mapped array, read from its file on demand: the row source of layer ``key``.
 
     ``mapped``: gather rows through a shared mapping of the file (fast; its pages
     may all become resident) rather than with one ``preadv`` per run of rows.
+    The run directory records the file by path, size and sha256 (``stored = "reference"``).
     """
 
-    def __init__(self, array: np.memmap, mapped: bool = False) -> None:
+    kind = "file"
+    stored = "reference"
+
+    def __init__(self, array: np.memmap, key: str = "rows", mapped: bool = False) -> None:
+        self.keys = (key,)
         self.path = Path(array.filename).resolve()
         self.offset = file_offset(array)
         self.dtype, self.shape = array.dtype, tuple(array.shape)
@@ -71,13 +77,14 @@ class FileRows:
         self.mapped = mapped
         self._mapping: tuple[mmap.mmap, np.ndarray] | None = None
         self._opening = threading.Lock()
+        self._record: dict | None = None
 
     @classmethod
     def of_arrays(cls, arrays: Mapping[str, np.memmap]) -> dict[str, FileRows]:
         """``FileRows`` for each array, the smallest mapped while they fit in ``MAPPED_BYTES`` together."""
         left, rows = MAPPED_BYTES, {}
         for key, array in sorted(arrays.items(), key=lambda item: item[1].nbytes):
-            rows[key] = cls(array, mapped=array.nbytes <= left)
+            rows[key] = cls(array, key=key, mapped=array.nbytes <= left)
             left -= array.nbytes if rows[key].mapped else 0
         return {key: rows[key] for key in arrays}
 
@@ -95,7 +102,16 @@ class FileRows:
     def nbytes(self) -> int:
         return self.shape[0] * self.row_bytes
 
-    def take(self, indices: np.ndarray) -> np.ndarray:
+    def layouts(self) -> dict[str, tuple[np.dtype, tuple[int, ...]]]:
+        return {self.keys[0]: (self.dtype, self.shape[1:])}
+
+    def take(self, indices: np.ndarray) -> dict[str, np.ndarray]:
+        return {self.keys[0]: self.read(indices)}
+
+    def column(self, key: str) -> np.ndarray:
+        return self.read(np.arange(self.shape[0]))
+
+    def read(self, indices: np.ndarray) -> np.ndarray:
         """The rows at ``indices`` (any order), as a new in-memory array."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) and (indices.min() < 0 or indices.max() >= self.shape[0]):
@@ -156,17 +172,29 @@ class FileRows:
         return ValueError(f"{str(self.path)!r} is shorter than its array ({self.shape}): it changed while training.")
 
     def describe(self) -> dict:
-        """What the run directory records instead of a copy: path, size, sha256 and the array's layout."""
-        return {"path": str(self.path), "size": self.path.stat().st_size, "sha256": file_sha256(self.path),
-                "offset": self.offset, "dtype": self.dtype.str, "shape": list(self.shape)}
+        """What the run directory records instead of a copy: path, size, sha256 and the array's layout (computed once)."""
+        if self._record is None:
+            self._record = {"kind": self.kind, "stored": self.stored, "path": str(self.path), "size": self.path.stat().st_size,
+                            "sha256": file_sha256(self.path), "offset": self.offset, "dtype": self.dtype.str, "shape": list(self.shape)}
+        return dict(self._record)
 
-    @staticmethod
-    def reopen(record: dict, what: str) -> np.memmap:
-        """The memory-mapped array a :meth:`describe` record names, once its size and sha256 still match."""
-        path = Path(record["path"])
-        if not path.is_file():
-            raise ValueError(f"{what}: the run read {str(path)!r}, which no longer exists; put the file back to resume.")
-        if path.stat().st_size != record["size"] or file_sha256(path) != record["sha256"]:
-            raise ValueError(f"{what}: {str(path)!r} is not the file the run read (its size or sha256 changed); "
-                             f"restore it, or start a new run.")
-        return np.memmap(path, dtype=np.dtype(record["dtype"]), mode="r", offset=record["offset"], shape=tuple(record["shape"]))
+    def fingerprint(self) -> str:
+        record = self.describe()
+        return f"{record['dtype']}|{record['shape']}|{record['offset']}|{record['sha256']}"
+
+    @classmethod
+    def reopen(cls, record: Mapping, run: str, stream: str) -> dict[str, np.memmap]:
+        """The recorded file as ``{key: memmap}``, once its size and sha256 still match."""
+        key = record["keys"][0]
+        return {key: open_recorded(record, f"DatasetMapper {key!r}")}
+
+
+def open_recorded(record: Mapping, what: str) -> np.memmap:
+    """The memory-mapped array a :meth:`FileRows.describe` record names, once its size and sha256 still match."""
+    path = Path(record["path"])
+    if not path.is_file():
+        raise ValueError(f"{what}: the run read {str(path)!r}, which no longer exists; put the file back to resume.")
+    if path.stat().st_size != record["size"] or file_sha256(path) != record["sha256"]:
+        raise ValueError(f"{what}: {str(path)!r} is not the file the run read (its size or sha256 changed); "
+                         f"restore it, or start a new run.")
+    return np.memmap(path, dtype=np.dtype(record["dtype"]), mode="r", offset=record["offset"], shape=tuple(record["shape"]))

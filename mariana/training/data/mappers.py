@@ -1,10 +1,11 @@
-"""Dataset mappers: layer names mapped to aligned arrays, and the samplers that order them.
+"""Dataset mappers: layer names mapped to aligned rows, read through row sources.
 
 A :class:`DatasetMapper` holds one stream of data (train, valid or test):
 each keyword is a layer name (an Input, or an output whose targets these
-are) and each value an array whose first axis is the sample axis. Samplers
-decide the order in which the training stream is visited each epoch; they
-own a NumPy ``Generator`` whose state is saved with every checkpoint.
+are) and each value an array whose first axis is the sample axis, or a
+column of a row source (``mariana.training.data.sources``). A sampler
+(``mariana.training.data.samplers``) decides the order in which the
+training stream is visited each epoch.
 
 Example:
     >>> import numpy as np
@@ -19,136 +20,33 @@ Example:
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
-from mariana.checks import is_int, refuse_masked
-from mariana.registry import Configurable, deserialize, serialize
-from mariana.training.data.dataset_rows import DatasetColumn, DatasetRows
+from mariana.checks import refuse_masked
+from mariana.registry import serialize
+from mariana.training.data.array_rows import ArrayRows
+from mariana.training.data.dataset_rows import DatasetRows
 from mariana.training.data.file_data import FileRows, is_file_backed
-
-
-class Sampler(Configurable):
-    """Orders the samples of a mapper for one epoch. ``seed=None``: drawn from torch's RNG at start."""
-
-    hyperparameters = ("seed",)
-
-    def __init__(self, seed: int | None = None) -> None:
-        if seed is not None and (not is_int(seed) or seed < 0):
-            raise ValueError(f"{type(self).__name__}: seed must be a non-negative int or None, but received {seed!r}.")
-        self.seed = seed
-        self.generator: np.random.Generator | None = None
-
-    def start(self) -> None:
-        """Create the generator (once per run; a resumed run loads its state instead)."""
-        seed = self.seed if self.seed is not None else int(torch.randint(0, 2**62, (1,)))
-        self.generator = np.random.Generator(np.random.PCG64(seed))
-
-    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
-        """Indices (int64) of the samples to visit this epoch, in order."""
-        raise NotImplementedError(f"{type(self).__name__} must implement epoch_order(mapper).")
-
-    def _rng(self) -> np.random.Generator:
-        if self.generator is None:
-            self.start()
-        return self.generator
-
-    def state_dict(self) -> dict:
-        return {"generator": None if self.generator is None else self.generator.bit_generator.state}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state.get("generator") is None:
-            self.generator = None
-            return
-        bit_generator = np.random.PCG64()
-        bit_generator.state = state["generator"]
-        self.generator = np.random.Generator(bit_generator)
-
-
-class Sequential(Sampler):
-    """Every sample once, in stored order."""
-
-    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
-        return np.arange(len(mapper), dtype=np.int64)
-
-
-class Shuffled(Sampler):
-    """Every sample once, in a fresh random order each epoch."""
-
-    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
-        return self._rng().permutation(len(mapper)).astype(np.int64)
-
-
-class ClassBalanced(Sampler):
-    """Oversamples minority classes: each class is visited as often as the largest one.
-
-    ``key`` names the array of integer class ids (default: the mapper's only
-    1-d integer array). Every sample of a class is kept; smaller classes are
-    topped up with random repeats, then the whole epoch is shuffled.
-    """
-
-    hyperparameters = ("key", "seed")
-
-    def __init__(self, key: str | None = None, seed: int | None = None) -> None:
-        super().__init__(seed)
-        self.key = key
-
-    def labels(self, mapper: DatasetMapper) -> np.ndarray:
-        key = self.key
-        if key is None:
-            candidates = [k for k, v in mapper.items() if v.ndim == 1 and _is_integer(v)]
-            if len(candidates) != 1:
-                raise ValueError(
-                    f"ClassBalanced: cannot tell which array holds the class ids; expected exactly one 1-d integer array, "
-                    f"but received {candidates or 'none'} among {sorted(mapper.keys())}. Pass ClassBalanced(key=...)."
-                )
-            key = candidates[0]
-        if key not in mapper:
-            raise ValueError(f"ClassBalanced: key {key!r} is not in the mapper; expected one of {sorted(mapper.keys())}.")
-        labels = mapper.numpy(key)
-        if labels.ndim != 1 or labels.dtype.kind not in "iu":
-            raise ValueError(f"ClassBalanced: expected 1-d integer class ids in {key!r}, but received {labels.dtype} of shape {labels.shape}.")
-        return labels
-
-    def epoch_order(self, mapper: DatasetMapper) -> np.ndarray:
-        rng = self._rng()
-        labels = self.labels(mapper)
-        classes = np.unique(labels)
-        members = [np.flatnonzero(labels == c) for c in classes]
-        largest = max(len(m) for m in members)
-        parts = [np.concatenate([m, rng.choice(m, size=largest - len(m), replace=True)]) for m in members]
-        return rng.permutation(np.concatenate(parts)).astype(np.int64)
-
+from mariana.training.data.samplers import (  # noqa: F401 (re-exported: the samplers lived here)
+    SAMPLERS,
+    ClassBalanced,
+    Sampler,
+    Sequential,
+    Shuffled,
+    as_sampler,
+)
+from mariana.training.data.sources import Column, RowSource, hash_array
 
 _NUMPY_DTYPES = {torch.bool, torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64, torch.uint16, torch.uint32, torch.uint64,
                  torch.float16, torch.float32, torch.float64}
 
 
-def _is_integer(array: np.ndarray | torch.Tensor) -> bool:
-    """Integer dtype (not bool), for numpy arrays and tensors alike."""
-    if isinstance(array, torch.Tensor):
-        return not (array.is_floating_point() or array.is_complex() or array.dtype == torch.bool)
-    return array.dtype.kind in "iu"
-
-
-SAMPLERS: dict[str, type[Sampler]] = {"sequential": Sequential, "shuffled": Shuffled, "class_balanced": ClassBalanced}
-
-
-def as_sampler(sampler: Any) -> Sampler:
-    """A Sampler from an instance or one of the names in ``SAMPLERS``."""
-    if isinstance(sampler, Sampler):
-        return sampler
-    if isinstance(sampler, str) and sampler in SAMPLERS:
-        return SAMPLERS[sampler]()
-    raise ValueError(f"DatasetMapper: sampler must be one of {sorted(SAMPLERS)} or a Sampler instance, but received {sampler!r}.")
-
-
 class DatasetMapper(Mapping):
-    """Layer name -> aligned array (numpy array or tensor; first axis = samples).
+    """Layer name -> aligned rows (numpy array, tensor, or a row source's column; first axis = samples).
 
     ``sampler``: "shuffled" (default), "sequential", "class_balanced" or a
     :class:`Sampler`. All arrays must have the same length. The names are
@@ -157,6 +55,7 @@ class DatasetMapper(Mapping):
     sample): each sample's loss counts that much (Keras' ``sample_weight``;
     see ``mariana.costs.Cost.weighted``).
 
+    Every value is read through a row source (``mariana.training.data.sources``).
     Memory-mapped arrays (``np.load(path, mmap_mode="r")``) stay on disk: the
     Trainer reads each batch's rows from the file (``mariana.training.data.file_data``)
     and the run directory records their path, size and sha256 instead of a
@@ -166,54 +65,32 @@ class DatasetMapper(Mapping):
 
     A map-style ``torch.utils.data.Dataset`` goes through :meth:`from_dataset`,
     which names where each layer's value lies in an item (``inp=0, out=1`` for
-    ``(x, y)`` tuples); see there.
+    ``(x, y)`` tuples); a row source of your own through :meth:`from_source`.
     """
 
     def __init__(self, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None, copy_data: bool = True,
                  **arrays: Any) -> None:
         if not arrays:
             raise ValueError("DatasetMapper: expected layer_name=array keywords (e.g. inp=x, out=y), but received none.")
-        converted: dict[str, np.ndarray | torch.Tensor | DatasetColumn] = {}
-        for key, value in arrays.items():
-            if isinstance(value, DatasetColumn):
-                converted[key] = value
-                continue
-            refuse_masked(value, f"DatasetMapper: {key!r}")
-            if not isinstance(value, (np.ndarray, torch.Tensor)):
-                try:
-                    value = np.asarray(value)
-                except (TypeError, ValueError) as error:
-                    raise ValueError(f"DatasetMapper: {key!r} must be an array or tensor, but received {type(value).__name__} ({error}).") from None
-            if value.ndim == 0:
-                raise ValueError(f"DatasetMapper: {key!r} must have a sample axis first, but received a scalar.")
-            if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
-                raise ValueError(f"DatasetMapper: {key!r} must be numeric, but received an array of dtype {value.dtype}.")
-            if isinstance(value, torch.Tensor) and (value.is_complex() or value.dtype not in _NUMPY_DTYPES):
-                # The run directory hashes and copies the data through numpy, which has no such dtype.
-                raise ValueError(f"DatasetMapper: {key!r} must be a real tensor of a dtype numpy can hold (bool, integers, float16/32/64), "
-                                 f"but received {value.dtype}; convert it first, e.g. {key}=tensor.float().")
-            converted[key] = value
-        lengths = {key: int(value.shape[0]) for key, value in converted.items()}
+        values = {key: value if isinstance(value, Column) else _checked_array(key, value) for key, value in arrays.items()}
+        lengths = {key: int(value.shape[0]) for key, value in values.items()}
         if len(set(lengths.values())) > 1:
             raise ValueError(f"DatasetMapper: arrays must be aligned (same length on axis 0), but received lengths {lengths}.")
         if next(iter(lengths.values())) == 0:
             raise ValueError(f"DatasetMapper: expected at least one sample, but received empty arrays {sorted(lengths)}.")
-        self._arrays = converted
-        #: The arrays kept out of memory, read batch by batch: FileRows of memory-mapped files, columns of torch Datasets.
-        files = FileRows.of_arrays({key: value for key, value in converted.items() if is_file_backed(value)})
-        self.files: dict[str, FileRows | DatasetColumn] = {
-            key: files.get(key, value) for key, value in converted.items() if key in files or isinstance(value, DatasetColumn)}
-        self.datasets = list({id(c.rows): c.rows for c in self.files.values() if isinstance(c, DatasetColumn)}.values())
+        self._values = values
+        #: Each key's row source and the source's own name for it.
+        self._feeds: dict[str, tuple[RowSource, str]] = _feeds(values)
+        self.sources: list[RowSource] = list({id(source): source for source, _ in self._feeds.values()}.values())
         self.copy_data = bool(copy_data)
         self.weights = _sample_weights(weights, len(self))
         self.sampler = as_sampler(sampler)
         self._hash: str | None = None
-        self._file_records: dict[str, dict] | None = None
-        self._stream_names: list[str] = []  # the streams check_against saw, to name them in a Dataset's errors
+        self._stream_names: list[str] = []  # the streams check_against saw, to name them in a source's errors
 
     @classmethod
     def from_dataset(cls, dataset: Any, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None,
-                     **fields: int | str) -> DatasetMapper:
+                     workers: int = 0, threads: int = 1, **fields: int | str) -> DatasetMapper:
         """A mapper over a map-style ``torch.utils.data.Dataset``: ``layer_name=field`` for each layer it feeds.
 
         ``field`` is a position when ``dataset[i]`` returns a tuple or list (``inp=0,
@@ -223,6 +100,13 @@ class DatasetMapper(Mapping):
         dataset has it) on a background thread while the previous batch trains, so
         only a batch or two are ever in memory. Training on a Dataset is
         bit-identical to training on arrays holding the same rows.
+
+        ``workers``: that many processes (a ``torch.utils.data.DataLoader``) read the
+        batches ahead, in the Trainer's order and batch boundaries (each rank's share
+        under DDP), so decoding keeps up with the step; training stays bit-identical.
+        ``threads``: each batch's items are read on that many threads (an IO-bound
+        dataset: files, network); ``dataset[i]`` must then be thread-safe. Neither is
+        part of the data's identity: a run may be resumed with other values.
 
         A Dataset cannot be copied or hashed: the run directory records its class,
         its length and the fields' shapes and dtypes, and ``Trainer.resume`` needs the
@@ -238,127 +122,162 @@ class DatasetMapper(Mapping):
             >>> len(mapper), mapper["inp"].shape, mapper["out"].dtype
             (100, (100, 3), dtype('int64'))
         """
-        rows = DatasetRows(dataset, fields)
-        return cls(sampler=sampler, weights=weights, copy_data=False, **rows.columns)
+        rows = DatasetRows(dataset, fields, workers=workers, threads=threads)
+        return cls(sampler=sampler, weights=weights, copy_data=False, **rows.columns())
 
-    def __getitem__(self, key: str) -> np.ndarray | torch.Tensor | DatasetColumn:
-        return self._arrays[key]
+    @classmethod
+    def from_source(cls, source: RowSource, /, sampler: str | Sampler = "shuffled", weights: Mapping[str, Any] | None = None,
+                    copy_data: bool = True) -> DatasetMapper:
+        """A mapper over every key of a row source (``mariana.training.data.sources.RowSource``)."""
+        if not isinstance(source, RowSource):
+            raise TypeError(f"DatasetMapper.from_source: expected a RowSource, but received {type(source).__name__}.")
+        return cls(sampler=sampler, weights=weights, copy_data=copy_data, **source.columns())
+
+    def __getitem__(self, key: str) -> np.ndarray | torch.Tensor | Column:
+        return self._values[key]
 
     def __iter__(self):
-        return iter(self._arrays)
+        return iter(self._values)
 
     def __len__(self) -> int:
         """The number of samples (not of keys)."""
-        return int(next(iter(self._arrays.values())).shape[0])
+        return int(next(iter(self._values.values())).shape[0])
 
     def __repr__(self) -> str:
-        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._arrays.items())
+        shapes = ", ".join(f"{k}={tuple(v.shape)}" for k, v in self._values.items())
         return f"DatasetMapper({shapes}, sampler={type(self.sampler).__name__})"
 
+    def source(self, key: str) -> RowSource:
+        """The row source that feeds ``key``."""
+        return self._feeds[key][0]
+
+    @property
+    def resident(self) -> bool:
+        """Whether every row lies in memory as whole arrays (the Trainer converts them once, not batch by batch)."""
+        return all(source.resident for source in self.sources)
+
+    @property
+    def workers(self) -> int:
+        """Worker processes that read this mapper's batches ahead (the most any of its sources asks for)."""
+        return max(source.workers for source in self.sources)
+
+    def keys_of(self, source: RowSource) -> list[str]:
+        return [key for key, (fed_by, _) in self._feeds.items() if fed_by is source]
+
     def numpy(self, key: str) -> np.ndarray:
-        """The array ``key`` as a C-contiguous numpy array (a copy only when needed)."""
-        value = self._arrays[key]
-        if isinstance(value, DatasetColumn):  # the whole column, read from the dataset a slice at a time
-            return np.concatenate([value.take(np.arange(low, min(low + 4096, len(value)))) for low in range(0, len(value), 4096)])
-        if isinstance(value, torch.Tensor):
-            value = value.detach().cpu().numpy()
-        return np.ascontiguousarray(value)
+        """The array ``key`` as a C-contiguous numpy array (read from its source when it is not in memory)."""
+        source, name = self._feeds[key]
+        return source.column(name)
 
     def content_hash(self) -> str:
-        """sha256 over every key, dtype, shape and byte of data (cached)."""
+        """sha256 over every key, dtype, shape and byte of the copied data, and the fingerprints of the rest (cached)."""
         if self._hash is None:
             digest = hashlib.sha256()
-            for key, array in sorted(self._memory_arrays().items()):
-                digest.update(f"{key}|{array.dtype.str}|{array.shape}|".encode())
-                digest.update(array.data)
-            for key, record in sorted(self.file_records().items()):  # file-backed: the file's own sha256, read in blocks
-                digest.update(f"{key}|file|{record['dtype']}|{record['shape']}|{record['offset']}|{record['sha256']}|".encode())
-            for record in self.dataset_records():  # a Dataset cannot be hashed: its class, length and layout stand for it
-                digest.update(f"dataset|{json.dumps(record, sort_keys=True)}|".encode())
+            for key, array in sorted(self.hashed_arrays().items()):
+                hash_array(digest, key, array)
+            for source in sorted((s for s in self.sources if s.stored != "copy"), key=self.keys_of):
+                digest.update(f"{source.kind_name()}|{','.join(self.keys_of(source))}|{source.fingerprint()}|".encode())
             self._hash = digest.hexdigest()
         return self._hash
 
-    def _memory_arrays(self) -> dict[str, np.ndarray]:
-        return {**{key: self.numpy(key) for key in self._arrays if key not in self.files},
+    def hashed_arrays(self) -> dict[str, np.ndarray]:
+        """The rows the run directory copies (sources stored by copy, and the sample weights), by key."""
+        return {**{key: source.column(name) for key, (source, name) in self._feeds.items() if source.stored == "copy"},
                 **{f"{WEIGHTS}{key}": w for key, w in self.weights.items()}}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The in-memory arrays as numpy, for the run directory's copy of the data (none with ``copy_data=False``)."""
-        return self._memory_arrays() if self.copy_data else {}
-
-    def file_records(self) -> dict[str, dict]:
-        """Path, size, sha256 and layout of each file-backed array (computed once)."""
-        if self._file_records is None:
-            self._file_records = {key: rows.describe() for key, rows in self.files.items() if isinstance(rows, FileRows)}
-        return self._file_records
-
-    def dataset_records(self) -> list[dict]:
-        """Class, length and layout of each torch Dataset the mapper reads (what stands in for its hash)."""
-        return [rows.describe() for rows in self.datasets]
+        """The data the run directory copies, as numpy (none with ``copy_data=False``)."""
+        return self.hashed_arrays() if self.copy_data else {}
 
     def rows(self, key: str, indices: np.ndarray) -> np.ndarray:
-        """The rows ``indices`` of array ``key`` (read from its file when it is file-backed)."""
-        return self.files[key].take(indices) if key in self.files else self.numpy(key)[indices]
+        """The rows ``indices`` of array ``key`` (read from its source)."""
+        source, name = self._feeds[key]
+        return source.take(indices)[name]
 
     def batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-        """The rows ``indices`` of every array (each Dataset's items read once for all the layers they feed)."""
+        """The rows ``indices`` of every key (each source reads them once for all the keys it feeds)."""
         gathered: dict[str, np.ndarray] = {}
-        for rows in self.datasets:
-            gathered.update(rows.take(indices))
-        return {key: gathered[key] if key in gathered else self.rows(key, indices) for key in self._arrays}
+        for source in self.sources:
+            rows = source.take(indices)
+            for key in self.keys_of(source):
+                gathered[key] = rows[self._feeds[key][1]]
+        return {key: gathered[key] for key in self._values}
+
+    def close(self) -> None:
+        """Release what the sources started for reading (threads); the Trainer calls it when a session ends."""
+        for source in self.sources:
+            source.close()
 
     def check_against(self, stream: str, inputs: list[str], targets: list[str], layers: list[str]) -> None:
         """``ValueError`` naming the key when this mapper does not fit the network's inputs/targets."""
         expected = inputs + targets
         self._stream_names = list(dict.fromkeys([*self._stream_names, stream]))
-        for rows in self.datasets:  # a mapper used as train and valid reads rows for both: name both
-            rows.stream = " and ".join(repr(name) for name in self._stream_names)
-        for key in self._arrays:
+        for source in self.sources:  # a mapper used as train and valid reads rows for both: name both
+            source.stream = " and ".join(repr(name) for name in self._stream_names)
+        for key in self._values:
             if key not in layers:
                 raise ValueError(
                     f"DatasetMapper {stream!r}: key {key!r} is not a layer of this network; expected the names {expected}, "
-                    f"but received keys {sorted(self._arrays)}."
+                    f"but received keys {sorted(self._values)}."
                 )
             if key not in expected:
                 raise ValueError(
                     f"DatasetMapper {stream!r}: layer {key!r} is neither an Input nor a trained output; expected the names "
-                    f"{expected}, but received keys {sorted(self._arrays)}."
+                    f"{expected}, but received keys {sorted(self._values)}."
                 )
-        missing = [name for name in expected if name not in self._arrays]
+        missing = [name for name in expected if name not in self._values]
         if missing:
             raise ValueError(
                 f"DatasetMapper {stream!r}: missing {missing}; this training needs inputs {inputs} and targets {targets}, "
-                f"but received keys {sorted(self._arrays)}."
+                f"but received keys {sorted(self._values)}."
             )
 
     def describe(self) -> dict:
-        """JSON summary kept in the run directory."""
+        """JSON summary kept in the run directory: the layout, the sampler, each source's record and the hash."""
+        layouts = {key: source.layouts()[name] for key, (source, name) in self._feeds.items()}
         return {
             "length": len(self),
-            "arrays": {k: {"dtype": str(self.numpy(k).dtype if isinstance(v, torch.Tensor) else v.dtype), "shape": list(v.shape)}
-                       for k, v in self._arrays.items()},
+            "arrays": {key: {"dtype": str(dtype), "shape": [len(self), *shape]} for key, (dtype, shape) in layouts.items()},
             "sampler": serialize(self.sampler),
             "weights": sorted(self.weights),
-            "files": self.file_records(),
-            "datasets": self.dataset_records(),
+            "sources": [{**source.describe(), "keys": self.keys_of(source)} for source in self.sources],
             "copied": self.copy_data,
             "sha256": self.content_hash(),
         }
 
-    @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], description: dict) -> DatasetMapper:
-        """Rebuild a mapper from the run directory's copy and its description."""
-        weights = {key[len(WEIGHTS):]: value for key, value in arrays.items() if key.startswith(WEIGHTS)}
-        arrays = {key: value for key, value in arrays.items() if not key.startswith(WEIGHTS)}
-        for key, record in description.get("files", {}).items():
-            arrays[key] = FileRows.reopen(record, f"DatasetMapper {key!r}")
-        mapper = cls(sampler=deserialize(description["sampler"], Sampler), weights=weights or None, **arrays)
-        if mapper.content_hash() != description["sha256"]:
-            raise ValueError(
-                f"The run directory's data copy does not match its recorded hash: expected {description['sha256']}, "
-                f"but the files hash to {mapper.content_hash()}. The copy is damaged."
-            )
-        return mapper
+
+def _checked_array(key: str, value: Any) -> np.ndarray | torch.Tensor:
+    """``value`` as an array or tensor with a sample axis and a dtype numpy can hold, or a ValueError naming ``key``."""
+    refuse_masked(value, f"DatasetMapper: {key!r}")
+    if not isinstance(value, (np.ndarray, torch.Tensor)):
+        try:
+            value = np.asarray(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"DatasetMapper: {key!r} must be an array or tensor, but received {type(value).__name__} ({error}).") from None
+    if value.ndim == 0:
+        raise ValueError(f"DatasetMapper: {key!r} must have a sample axis first, but received a scalar.")
+    if isinstance(value, np.ndarray) and value.dtype.kind not in "biuf":
+        raise ValueError(f"DatasetMapper: {key!r} must be numeric, but received an array of dtype {value.dtype}.")
+    if isinstance(value, torch.Tensor) and (value.is_complex() or value.dtype not in _NUMPY_DTYPES):
+        # The run directory hashes and copies the data through numpy, which has no such dtype.
+        raise ValueError(f"DatasetMapper: {key!r} must be a real tensor of a dtype numpy can hold (bool, integers, float16/32/64), "
+                         f"but received {value.dtype}; convert it first, e.g. {key}=tensor.float().")
+    return value
+
+
+def _feeds(values: Mapping[str, Any]) -> dict[str, tuple[RowSource, str]]:
+    """Each key's row source: a source's column feeds its key; memory-mapped files are read from disk
+    (``FileRows``, one per file); the in-memory arrays share one ``ArrayRows``."""
+    files = FileRows.of_arrays({key: value for key, value in values.items() if is_file_backed(value)})
+    memory = {key: value for key, value in values.items() if not isinstance(value, Column) and key not in files}
+    in_memory = ArrayRows(memory) if memory else None
+    feeds = {}
+    for key, value in values.items():
+        if isinstance(value, Column):
+            feeds[key] = (value.source, value.key)
+        else:
+            feeds[key] = (files[key], key) if key in files else (in_memory, key)
+    return feeds
 
 
 def as_mapper(data: Any, stream: str) -> DatasetMapper | None:

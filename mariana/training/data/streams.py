@@ -20,6 +20,7 @@ import torch
 
 from mariana.execution import CostPlan
 from mariana.training.data.prefetch import Prefetch
+from mariana.training.data.workers import WorkerReads
 from mariana.training.loop.metrics import EpochSums
 
 Tensors = dict[str, torch.Tensor]
@@ -149,13 +150,15 @@ READ_AHEAD_SHARE = 0.5
 
 
 class FileStream:
-    """A stream read batch by batch: file-backed arrays, torch Datasets; each batch is read, checked and converted when needed.
+    """A stream read batch by batch from row sources that are not in memory (files, torch Datasets, your own):
+    each batch is read, checked and converted when needed.
 
     It offers what the Trainer uses of a :class:`PreparedStream` (``len``, ``device``,
     ``rows``, ``in_order``), on the host. The next batch is read on a background
     thread while the current one trains when reading is slow enough for that to pay
     (:class:`mariana.training.data.prefetch.Prefetch` guesses which rows come next, also
-    when each call is one rank's shard of a batch).
+    when each call is one rank's shard of a batch), or by worker processes when the
+    mapper asks for them (:class:`mariana.training.data.workers.WorkerReads`).
     """
 
     def __init__(self, plan: CostPlan, mapper: Any, classifiers: Sequence[str]) -> None:
@@ -164,18 +167,27 @@ class FileStream:
         self._prefetch: concurrent.futures.ThreadPoolExecutor | None = None
         self._sequential: Prefetch | None = None  # rows(): evaluations, in stored order
         self._epoch: Prefetch | None = None  # in_order(): the current epoch's order
+        self._workers = WorkerReads(mapper.batch, mapper.workers) if mapper.workers else None
+        self._stored_order: np.ndarray | None = None
+        self._followed: np.ndarray | None = None  # the order the workers read
 
     def __len__(self) -> int:
         return len(self.mapper)
 
     def batch(self, indices: np.ndarray) -> PreparedStream:
         """The rows ``indices``, read and prepared like a whole in-memory stream would be."""
-        data = self.mapper.batch(indices)
+        return self._prepared(self.mapper.batch(indices), indices)
+
+    def _prepared(self, data: dict[str, np.ndarray], indices: np.ndarray) -> PreparedStream:
         weights = {name: torch.from_numpy(w[indices]) for name, w in self.mapper.weights.items()}
         return PreparedStream.prepare(self.plan, data, self.classifiers, to_device=False, weights=weights)
 
     def rows(self, low: int, high: int) -> PreparedStream:
         """Rows ``low:high`` in stored order (evaluations read them one batch after another: prefetched too)."""
+        if self._workers is not None:
+            if self._stored_order is None:
+                self._stored_order = np.arange(len(self))
+            return self._from_workers(self._stored_order, low, high)
         if self._sequential is None:
             self._sequential = Prefetch(lambda first, last: self.batch(np.arange(first, last)), len(self), self._executor,
                                         min_share=READ_AHEAD_SHARE)
@@ -183,11 +195,20 @@ class FileStream:
 
     def in_order(self, order: torch.Tensor) -> Callable[[int, int], PreparedStream]:
         indices = order.cpu().numpy()
+        if self._workers is not None:
+            self._followed = None  # a new epoch: the workers follow its order from its first call
+            return lambda low, high: self._from_workers(indices, low, high)
         if self._epoch is not None:  # an earlier epoch's reader: its read ahead is of no use any more
             self._epoch.drop()
         self._epoch = Prefetch(lambda low, high: self.batch(indices[low:high]), len(indices), self._executor,
                                min_share=READ_AHEAD_SHARE)
         return self._epoch
+
+    def _from_workers(self, indices: np.ndarray, low: int, high: int) -> PreparedStream:
+        if self._followed is not indices:
+            self._workers.follow(indices)
+            self._followed = indices
+        return self._prepared(self._workers.rows(low, high), indices[low:high])
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         if self._prefetch is None:
@@ -195,7 +216,8 @@ class FileStream:
         return self._prefetch
 
     def close(self) -> None:
-        """Stop the prefetch thread (the Trainer calls it when a session ends; a later epoch starts a new one)."""
+        """Stop the prefetch thread and the worker processes (the Trainer calls it when a session ends; a later
+        epoch starts them again)."""
         for reader in (self._sequential, self._epoch):
             if reader is not None:
                 reader.drop()
@@ -203,3 +225,7 @@ class FileStream:
         if self._prefetch is not None:
             self._prefetch.shutdown(wait=True, cancel_futures=True)
             self._prefetch = None
+        if self._workers is not None:
+            self._workers.close()
+            self._followed = None
+        self.mapper.close()

@@ -98,8 +98,8 @@ class Hardware:
 
     def prepare(self, plan: CostPlan, data: Any, classifiers: list[str]) -> PreparedStream | FileStream:
         """A stream on the device when it fits there, else in (pinned) host memory, moved batch by batch;
-        one with file-backed arrays is read from its files batch by batch."""
-        if getattr(data, "files", None):
+        one whose rows are not all in memory (``data.resident``: files, Datasets) is read from its sources batch by batch."""
+        if not data.resident:
             return FileStream(plan, data, classifiers)
         stream = PreparedStream.prepare(plan, data, classifiers, to_device=False)
         if keep_on_device(stream.nbytes(), self.device):

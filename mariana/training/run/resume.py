@@ -32,6 +32,7 @@ from mariana.network import Network
 from mariana.optimizer_state import check_optimizer_state
 from mariana.registry import deserialize, serialize
 from mariana.training.data.mappers import DatasetMapper, as_mapper
+from mariana.training.data.stream_records import recorded_hash
 from mariana.training.recorders import Recorder
 from mariana.training.run.settings import RunSettings
 from mariana.training.stops import Stop
@@ -181,10 +182,11 @@ def _what_decides(run: dict) -> dict:
 
 def check_stream(name: str, mapper: DatasetMapper, info: dict) -> None:
     """``ValueError`` unless ``mapper`` holds the data (sha256) and the sampler the run recorded for stream ``name``."""
-    if mapper.content_hash() != info["sha256"]:
+    received = recorded_hash(mapper, info)
+    if received != info["sha256"]:
         raise ValueError(
             f"Trainer.resume: the {name} data passed does not match the run's: expected sha256 {info['sha256']}, "
-            f"but received data hashing to {mapper.content_hash()}. Pass the same data, or none to use the run's copy."
+            f"but received data hashing to {received}. Pass the same data, or none to use the run's copy."
         )
     if serialize(mapper.sampler) != info["sampler"]:
         raise ValueError(

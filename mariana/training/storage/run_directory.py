@@ -37,6 +37,7 @@ import safetensors.numpy
 import torch
 
 from mariana.training.data.mappers import DatasetMapper
+from mariana.training.data.stream_records import read_stream
 from mariana.training.storage import checkpoint as CK
 from mariana.training.storage.run_record import run_record
 from mariana.training.storage.safetensors_files import write_safetensors
@@ -116,17 +117,9 @@ class RunDirectory:
         return CK.read_json(self.run_file)
 
     def load_data(self, stream: str, info: dict) -> DatasetMapper:
-        """The run's own copy of ``stream``'s data (and the files it read), as a mapper with the recorded sampler."""
-        if info.get("datasets"):
-            names = ", ".join(f"{record['class']}, {record['length']} rows" for record in info["datasets"])
-            raise ValueError(f"The run in {str(self.path)!r} read its {stream} data from a torch Dataset ({names}), which a run "
-                             f"directory cannot copy: pass the same data again to resume, e.g. Trainer.resume(run_dir, "
-                             f"{stream}=DatasetMapper.from_dataset(dataset, ...)).")
-        if not info.get("copied", True):
-            raise ValueError(f"The run in {str(self.path)!r} did not copy its {stream} data (copy_data=False): "
-                             f"pass the same data again to resume, e.g. Trainer.resume(run_dir, {stream}=...).")
-        arrays = safetensors.numpy.load_file(str(self.path / "data" / f"{stream}.safetensors"))
-        return DatasetMapper.from_arrays(arrays, info)
+        """The run's own copy of ``stream``'s data (and the sources it recorded), as a mapper with the recorded sampler."""
+        return read_stream(lambda: safetensors.numpy.load_file(str(self.path / "data" / f"{stream}.safetensors")), info,
+                           f"The run in {str(self.path)!r}", stream)
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, state: dict, epoch: int, step: int, best: bool = False) -> None:
