@@ -10,76 +10,8 @@ from torch.utils.data import TensorDataset
 from mariana.training import DatasetMapper, Trainer
 from mariana.training.data.sources import Column, RowSource
 from mariana.training.data.stream_records import read_stream, recorded_hash
+from tests.helpers import train
 from tests.training.run_child import RaiseAt
-from tests.training.test_file_data import train
-
-#: The "Extending Mariana" guide's row source example, verbatim, and what it prints.
-GUIDE_EXAMPLE = '''
-import os
-import tempfile
-
-import numpy as np
-import torch
-
-import mariana as mar
-import mariana.layers as ML
-import mariana.scenari as MS
-from mariana.training import DatasetMapper, Trainer, stops
-from mariana.training.data.sources import RowSource
-
-
-class NpyFolder(RowSource):
-    """One sample per file: folder/00017.npy holds sample 17's input; folder/labels.npy every class id."""
-
-    stored = "reference"  # the run directory records the folder (describe), it does not copy the files
-
-    def __init__(self, folder):
-        self.folder, self.keys = folder, ("inp", "out")
-        self.labels = np.load(os.path.join(folder, "labels.npy"))
-
-    def __len__(self):
-        return len(self.labels)
-
-    def take(self, indices):
-        images = np.stack([np.load(os.path.join(self.folder, f"{i:05d}.npy")) for i in indices])
-        return {"inp": images, "out": self.labels[indices]}
-
-    def describe(self):
-        return {**super().describe(), "folder": self.folder}
-
-
-folder = tempfile.mkdtemp()
-rng = np.random.default_rng(0)
-x = rng.normal(size=(120, 4)).astype(np.float32)
-y = (x[:, 0] > 0).astype(np.int64)
-for i, row in enumerate(x):
-    np.save(os.path.join(folder, f"{i:05d}.npy"), row)
-np.save(os.path.join(folder, "labels.npy"), y)
-
-
-def trained(data):
-    mar.seed(0)
-    net = ML.Input(4, name="inp") > ML.SoftmaxClassifier(2, learning_scenari=[MS.GradientDescent(lr=0.1)], name="out")
-    Trainer(net, "out", batch_size=16, stops=[stops.EpochWall(3)], recorders=[], seed=0).start(data)
-    return net
-
-
-mapper = DatasetMapper.from_source(NpyFolder(folder))
-print(len(mapper), mapper["inp"].shape, mapper["out"].dtype)
-print(mapper.resident, mapper.describe()["sources"][0]["folder"] == folder)
-from_files, from_arrays = trained(mapper), trained(DatasetMapper(inp=x, out=y))
-print(all(torch.equal(a, b) for a, b in zip(from_files.parameters(), from_arrays.parameters())))
-'''
-
-GUIDE_OUTPUT = """120 (120, 4) int64
-False True
-True
-"""
-
-
-def test_the_guide_example_of_a_row_source_of_your_own_runs_as_shown(capsys):
-    exec(compile(GUIDE_EXAMPLE, "extending-rowsource", "exec"), {"__name__": "guide_example"})
-    assert capsys.readouterr().out == GUIDE_OUTPUT
 
 
 class Squares(RowSource):
