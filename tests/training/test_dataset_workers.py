@@ -12,8 +12,8 @@ from torch.utils.data import Dataset, TensorDataset
 from mariana.models import build_mlp
 from mariana.training import DatasetMapper, Trainer, recorders
 from mariana.training.data.streams import FileStream
+from tests.helpers import train
 from tests.training.run_child import RaiseAt
-from tests.training.test_file_data import train
 
 
 class Pairs(Dataset):
