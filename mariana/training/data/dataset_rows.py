@@ -145,8 +145,11 @@ class DatasetRows(RowSource):
         getitems = getattr(self.dataset, "__getitems__", None)
         if getitems is not None:
             items = getitems(positions)
-        elif self.threads > 1 and len(positions) > 1:
-            items = list(self._threads().map(self.dataset.__getitem__, positions))
+        elif self.threads > 1 and len(positions) > 1:  # one hand-off per thread, not per item: the hand-off costs more
+            size = -(-len(positions) // self.threads)
+            getitem = self.dataset.__getitem__
+            parts = self._threads().map(lambda part: [getitem(i) for i in part], [positions[i:i + size] for i in range(0, len(positions), size)])
+            items = [item for part in parts for item in part]
         else:
             items = [self.dataset[i] for i in positions]
         if len(items) != len(positions):
