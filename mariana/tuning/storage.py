@@ -18,8 +18,9 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 
@@ -43,8 +44,25 @@ def open_storage(optuna: Any, storage: Any, heartbeat: int | None) -> Any:
     engine = {"connect_args": {"timeout": 60}} if storage.startswith("sqlite") else {}  # several processes on one file wait for its lock
     with experimental_allowed(optuna):
         retry = optuna.storages.RetryHeartbeatStaleTrialCallback() if heartbeat is not None else None
-        return optuna.storages.RDBStorage(storage, engine_kwargs=engine, heartbeat_interval=heartbeat,
-                                          heartbeat_stale_trial_callback=retry)
+        return first_creation_shared(lambda: optuna.storages.RDBStorage(storage, engine_kwargs=engine, heartbeat_interval=heartbeat,
+                                                                       heartbeat_stale_trial_callback=retry))
+
+
+def first_creation_shared(open_database: Callable[[], Any], attempts: int = 5) -> Any:
+    """``open_database()``, tried again when another worker was creating the same new database's tables at that instant.
+
+    Optuna creates the tables of a new database and stamps its schema version in a
+    transaction of its own; the second of two workers starting together on a new
+    SQLite file fails that stamp (an IntegrityError), and finds the tables made a moment later.
+    """
+    from sqlalchemy.exc import IntegrityError, OperationalError  # Optuna's own dependency
+
+    for attempt in range(attempts - 1):
+        try:
+            return open_database()
+        except (IntegrityError, OperationalError):
+            time.sleep(0.2 * (attempt + 1))
+    return open_database()
 
 
 def has_heartbeat(storage: Any) -> bool:
