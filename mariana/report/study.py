@@ -14,7 +14,8 @@ Example:
     ...          "trials": [], "importances": {}, "importance_note": "No completed trial."}
     >>> path = os.path.join(tempfile.mkdtemp(), "study.html")
     >>> write_study_html(path, study, network=None)
-    >>> page = open(path).read()
+    >>> from pathlib import Path
+    >>> page = Path(path).read_text()
     >>> '"name":"s"' in page and 'id="mariana-data"' not in page and "No completed trial." in page
     True
 """
