@@ -11,30 +11,15 @@ import pytest
 optuna = pytest.importorskip("optuna", reason="mariana.tuning needs optuna (the 'tune' extra, in 'test')")
 
 import mariana as mar  # noqa: E402
-import mariana.activations as MA  # noqa: E402
-import mariana.layers as ML  # noqa: E402
-import mariana.scenari as MS  # noqa: E402
 import mariana.tuning as MT  # noqa: E402
-from mariana.datasets import digits  # noqa: E402
 from mariana.training import Trainer  # noqa: E402
 from mariana.tuning.requirement import import_optuna  # noqa: E402
-
-ACTIVATIONS = [MA.ReLU(), MA.Tanh()]
+from tests.tuning.digits_search import ACTIVATIONS, build, digits_streams  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def streams():
-    """The acceptance split of the demo: the last tenth of digits' training set validates."""
-    data = digits()
-    x, y = data["train"]["x"], data["train"]["y"]
-    cut = len(x) - len(x) // 10
-    return {"inp": x[:cut], "out": y[:cut]}, {"inp": x[cut:], "out": y[cut:]}
-
-
-def build(hp):
-    return (ML.Input(64, name="inp")
-            > ML.Hidden(hp.int("size", 16, 256, log=True), activation=hp.choice("act", ACTIVATIONS), name="hid")
-            > ML.SoftmaxClassifier(10, learning_scenari=[MS.Adam(lr=hp.float("lr", 1e-4, 1e-1, log=True))], name="out"))
+    return digits_streams()
 
 
 @pytest.fixture(scope="module")
