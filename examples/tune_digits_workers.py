@@ -68,7 +68,7 @@ def summary(storage: str, study_name: str) -> dict:
     return {"finished": len(finished), "complete": sum(t.state.name == "COMPLETE" for t in trials),
             "pruned": sum(t.state.name == "PRUNED" for t in trials), "failed": sum(t.state.name == "FAIL" for t in trials),
             "overlapping_pairs": overlaps, "best_value": study.best_value, "best_params": study.best_params,
-            "stop_reasons": sorted({t.user_attrs.get("stop_reason", "") for t in finished})}
+            "stop_reasons": sorted({t.user_attrs.get("mariana", {}).get("stop_reason", "") for t in finished})}
 
 
 def main() -> None:

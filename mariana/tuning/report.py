@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from mariana.report.study import write_study_html
 from mariana.tuning.requirement import import_optuna
+from mariana.tuning.study import trial_record
 
 if TYPE_CHECKING:
     from mariana.tuning.study import Study
@@ -46,10 +47,11 @@ def trial_row(trial: Any) -> dict:
     """One trial as the table and the charts show it."""
     seconds = (trial.datetime_complete - trial.datetime_start).total_seconds() if trial.datetime_complete and trial.datetime_start else None
     steps = sorted(trial.intermediate_values)
+    record = trial_record(trial)
     return {
         "number": trial.number, "state": trial.state.name, "value": finite(trial.value),
-        "params": trial.user_attrs.get("params", trial.params), "epochs": trial.user_attrs.get("epochs"), "seconds": seconds,
-        "stop_reason": trial.user_attrs.get("stop_reason"), "continues": trial.user_attrs.get("continues"),
+        "params": record.get("params", trial.params), "epochs": record.get("epochs"), "seconds": seconds,
+        "stop_reason": record.get("stop_reason"), "continues": record.get("continues"),
         "steps": steps, "values": [finite(trial.intermediate_values[step]) for step in steps],
     }
 

@@ -23,6 +23,7 @@ from typing import Any
 from mariana.checks import int_at_least, seed_or_none
 from mariana.training import DatasetMapper, Trainer
 from mariana.training.stops import Stop
+from mariana.tuning.claims import ClaimLock
 from mariana.tuning.pruning import METRICS, STREAMS, pruner_name
 from mariana.tuning.requirement import import_optuna
 from mariana.tuning.space import HyperParameters
@@ -65,14 +66,15 @@ def search(build: Callable[[HyperParameters], Any], train: Any, valid: Any = Non
     trainer_options.setdefault("recorders", [])
     pruner = checked_pruner(optuna, pruner)
     optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.WARNING)
-    storage = open_storage(optuna, storage, heartbeat)
+    storage_url, storage = storage, open_storage(optuna, storage, heartbeat)
     direction = "maximize" if objective[2] == "accuracy" else "minimize"
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True)
     run_root = Path(run_root) if run_root is not None else Path("runs") / study.study_name
     record_settings(study, {"objective": list(objective), "direction": direction, "epochs": epochs, "batch_size": batch_size,
                             "trials": trials, "run_root": str(run_root)})
+    claim = ClaimLock.for_storage(storage_url)
     run = TrialRun(optuna, study, build, streams, objective, trials, epochs, batch_size, run_root, pruner_name(pruner), seed,
-                   stops, trainer_options)
+                   stops, trainer_options, claim)
     work(optuna, study, storage, run, trials)
     return Study(study, build)
 
@@ -82,16 +84,20 @@ def work(optuna: Any, study: Any, storage: Any, run: TrialRun, trials: int, poll
     states = optuna.trial.TrialState
     while True:
         fail_stale_trials(optuna, study, storage)
-        counts = {state: 0 for state in (states.COMPLETE, states.PRUNED, states.RUNNING)}
-        for trial in study.get_trials(deepcopy=False, states=tuple(counts)):
-            counts[trial.state] += 1
-        finished = counts[states.COMPLETE] + counts[states.PRUNED]
-        if finished >= trials or (finished + counts[states.RUNNING] >= trials and not has_heartbeat(storage)):
-            return
-        if finished + counts[states.RUNNING] >= trials:
-            time.sleep(poll)  # the last trials run in other workers: the study is complete when they end
-            continue
-        study.optimize(run, n_trials=1, catch=(Surplus,))
+        run.claim.acquire()  # released by the trial once it is running (see mariana.tuning.claims)
+        try:
+            counts = {state: 0 for state in (states.COMPLETE, states.PRUNED, states.RUNNING)}
+            for trial in study.get_trials(deepcopy=False, states=tuple(counts)):
+                counts[trial.state] += 1
+            finished = counts[states.COMPLETE] + counts[states.PRUNED]
+            if finished >= trials or (finished + counts[states.RUNNING] >= trials and not has_heartbeat(storage)):
+                return
+            if finished + counts[states.RUNNING] < trials:
+                study.optimize(run, n_trials=1, catch=(Surplus,))
+                continue
+        finally:
+            run.claim.release()
+        time.sleep(poll)  # the last trials run in other workers: the study is complete when they end
 
 
 def checked_objective(objective: Any) -> tuple[str, str, str]:

@@ -78,9 +78,9 @@ def fail_stale_trials(optuna: Any, study: Any, storage: Any) -> None:
             optuna.storages.fail_stale_trials(study)
 
 
-def retried_from(optuna: Any, study: Any, number: int) -> int:
-    """The number of the first trial in trial ``number``'s chain of retries (``number`` when it is no retry)."""
-    (frozen,) = [trial for trial in study.get_trials(deepcopy=False) if trial.number == number]
+def retried_from(optuna: Any, trials: list, number: int) -> int:
+    """The number of the first trial in trial ``number``'s chain of retries (``number`` when it is no retry); ``trials``: the study's."""
+    (frozen,) = [trial for trial in trials if trial.number == number]
     with experimental_allowed(optuna):
         history = optuna.storages.RetryHeartbeatStaleTrialCallback.retry_history(frozen)
     return int(history[0]) if history else number

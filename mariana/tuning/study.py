@@ -27,8 +27,17 @@ from mariana.tuning.space import HyperParameters
 if TYPE_CHECKING:
     from mariana.network import Network
 
-#: The study's user attributes that hold the search's settings (checked when another worker joins).
+#: The study's user attribute that holds the search's settings (checked when another worker joins).
 SETTINGS = "mariana.search"
+#: The trial's user attribute that holds its run: params (as build received them), run_dir, network (the .mar path),
+#: continues (the trial whose run directory it uses), and once trained epochs and stop_reason.
+RECORD = "mariana"
+
+
+def trial_record(trial: Any) -> dict:
+    """What the search recorded of ``trial`` (its :data:`RECORD` user attribute; empty for a trial it did not run)."""
+    record = trial.user_attrs.get(RECORD)
+    return record if isinstance(record, dict) else {}
 
 
 class Study:
@@ -73,7 +82,7 @@ class Study:
     def network_path(self, trial: Any = None) -> str:
         """Where ``trial``'s (default: the best trial's) network was saved."""
         trial = self.best_trial if trial is None else trial
-        path = trial.user_attrs.get("network")
+        path = trial_record(trial).get("network")
         if not isinstance(path, str):
             raise ValueError(f"Trial {trial.number} of study {self.name!r} records no saved network; it was not run by mariana.tuning.search.")
         return path

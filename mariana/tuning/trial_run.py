@@ -21,9 +21,11 @@ from typing import Any
 from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import DatasetMapper, Trainer, stops
+from mariana.tuning.claims import ClaimLock
 from mariana.tuning.pruning import PruneTrial
 from mariana.tuning.space import HyperParameters
 from mariana.tuning.storage import retried_from
+from mariana.tuning.study import RECORD
 
 NETWORK_FILE = "network.mar"
 
@@ -49,19 +51,23 @@ class TrialRun:
     seed: int
     stops: Sequence[stops.Stop] = ()
     options: dict[str, Any] = field(default_factory=dict)
+    claim: ClaimLock = field(default_factory=lambda: ClaimLock(None))
 
     def __call__(self, trial: Any) -> float:
-        self.check_room(trial)
-        first = retried_from(self.optuna, self.study, trial.number)
+        others = self.study.get_trials(deepcopy=False)  # read once: both checks below look at them
+        try:
+            self.check_room(trial, others)
+        finally:
+            self.claim.release()  # this trial is running now: the other workers count it
+        first = retried_from(self.optuna, others, trial.number)
         hp = HyperParameters(trial)
         seed_everything(self.seed + first)  # the same weights for a retry; another draw for each trial
         net = self.build(hp)
         if not isinstance(net, Network):
             raise TypeError(f"search: build(hp) must return a mariana Network, but returned {type(net).__name__}.")
         run_dir = self.run_root / f"trial-{first:04d}"
-        for key, value in (("params", hp.shown()), ("run_dir", str(run_dir)), ("network", str(run_dir / NETWORK_FILE)),
-                           ("continues", first)):
-            trial.set_user_attr(key, value)
+        record = {"params": hp.shown(), "run_dir": str(run_dir), "network": str(run_dir / NETWORK_FILE), "continues": first}
+        trial.set_user_attr(RECORD, record)  # one attribute, one write (a commit each on a database storage)
         pruning = PruneTrial(*self.objective, pruner=self.pruner, trial=trial)
         trainer = Trainer(net, batch_size=self.batch_size, stops=[stops.EpochWall(self.epochs), *copy.deepcopy(list(self.stops)), pruning],
                           run_dir=run_dir, resume="auto", seed=self.seed + first,
@@ -70,8 +76,7 @@ class TrialRun:
         history = trainer.start(**self.streams)
         pruning.report(history)  # a continued run that had already ended reported nothing yet
         pruned = trainer.stop_reason is not None and trainer.stop_reason.startswith("pruned by")
-        trial.set_user_attr("epochs", len(history))
-        trial.set_user_attr("stop_reason", trainer.stop_reason)
+        trial.set_user_attr(RECORD, {**record, "epochs": len(history), "stop_reason": trainer.stop_reason})
         value = None if pruned else self.measure(net)
         stream, output, metric = self.objective
         net.note(f"Optuna study {self.study.study_name!r}, trial {trial.number}" + (f" (continuing trial {first})" if first != trial.number else "")
@@ -81,13 +86,12 @@ class TrialRun:
             raise self.optuna.TrialPruned(trainer.stop_reason)
         return value
 
-    def check_room(self, trial: Any) -> None:
+    def check_room(self, trial: Any, others: list) -> None:
         """``Surplus`` when ``trials`` trials numbered before this one are finished or running: the study is full."""
         states = self.optuna.trial.TrialState
-        ahead = [t for t in self.study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.RUNNING))
-                 if t.number < trial.number]
+        ahead = [t for t in others if t.number < trial.number and t.state in (states.COMPLETE, states.PRUNED, states.RUNNING)]
         if len(ahead) >= self.trials:
-            trial.set_user_attr("surplus", True)
+            trial.set_user_attr(RECORD, {"surplus": True})
             raise Surplus(f"trial {trial.number} was not trained: the study already holds {self.trials} trial(s) finished or running.")
 
     def measure(self, net: Network) -> float:

@@ -89,7 +89,7 @@ def test_the_median_pruner_stops_a_poor_trial_and_says_so(streams, tmp_path, one
     states = [t.state.name for t in study.optuna.trials]
     assert states == ["COMPLETE", "COMPLETE", "PRUNED"]
     pruned = study.optuna.trials[2]
-    assert pruned.user_attrs["stop_reason"] == "pruned by the median pruner at epoch 1"
+    assert pruned.user_attrs["mariana"]["stop_reason"] == "pruned by the median pruner at epoch 1"
     assert sorted(pruned.intermediate_values) == [1]
     assert sorted(study.optuna.trials[0].intermediate_values) == [1, 2, 3, 4]
     run = json.loads((tmp_path / "trial-0002" / "run.json").read_text())
