@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import inspect
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -70,6 +71,7 @@ def search(build: Callable[[HyperParameters], Any], train: Any, valid: Any = Non
     direction = "maximize" if objective[2] == "accuracy" else "minimize"
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True)
     run_root = Path(run_root) if run_root is not None else Path("runs") / study.study_name
+    check_run_root(run_root, study.study_name)
     record_settings(study, {"objective": list(objective), "direction": direction, "epochs": epochs, "batch_size": batch_size,
                             "trials": trials, "run_root": str(run_root)})
     claim = ClaimLock.for_storage(storage_url)
@@ -98,6 +100,19 @@ def work(optuna: Any, study: Any, storage: Any, run: TrialRun, trials: int, poll
         finally:
             run.claim.release()
         time.sleep(poll)  # the last trials run in other workers: the study is complete when they end
+
+
+def check_run_root(run_root: Path, study_name: str) -> None:
+    """``ValueError`` when ``run_root`` holds the trials of another study (each trial's run.json names its study)."""
+    for run_file in sorted(run_root.glob("trial-*/run.json")):
+        try:
+            other = json.loads(run_file.read_text())["trainer"]["hyperparameters"]["study"]
+        except (OSError, ValueError, KeyError, TypeError):
+            other = None
+        if other != study_name:
+            raise ValueError(f"search: run_root {str(run_root)!r} holds the trials of another study ({run_file.parent.name} belongs to "
+                             f"{other!r}, not {study_name!r}). Give each study its own run_root (an in-memory study is a new one "
+                             f"every time: name a storage to continue one), or remove the old trials.")
 
 
 def checked_objective(objective: Any) -> tuple[str, str, str]:

@@ -164,3 +164,12 @@ def test_a_missing_optuna_is_one_error_naming_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r'pip install "mariana\[tune\]"'):
         MT.search(build, {"inp": np.zeros((2, 64), "float32"), "out": np.zeros(2, "int64")}, trials=1, epochs=1,
                   objective=("train", "out", "loss"))
+
+
+def test_a_run_root_holding_another_study_s_trials_is_refused_before_any_training(streams, tmp_path, one_thread):
+    train, valid = streams
+    first = MT.search(build, train, valid, trials=1, epochs=1, objective=("valid", "out", "accuracy"), run_root=tmp_path, verbose=False)
+    with pytest.raises(ValueError, match=rf"run_root .* holds the trials of another study \(trial-0000 belongs to '{first.name}', not 'second'\)"):
+        MT.search(build, train, valid, trials=1, epochs=1, objective=("valid", "out", "accuracy"), run_root=tmp_path, study_name="second",
+                  verbose=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trial-0000"]

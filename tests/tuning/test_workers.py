@@ -17,7 +17,7 @@ optuna = pytest.importorskip("optuna", reason="mariana.tuning needs optuna (the 
 import mariana as mar  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "examples" / "tune_digits_workers.py"
+SCRIPT = ROOT / "examples" / "tuning" / "digits_workers.py"
 
 
 def command(run_root: Path, *arguments: str) -> list[str]:

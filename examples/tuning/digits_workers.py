@@ -7,8 +7,8 @@ stop. Without ``--worker`` the script starts ``--workers`` copies of itself,
 waits for them and prints what the study holds: finished, completed and
 pruned trials, the trials each worker ran, whether trials overlapped in time.
 
-    $ python examples/tune_digits_workers.py --workers 2 --trials 10 --epochs 4
-    $ python examples/tune_digits_workers.py --worker 0 --storage sqlite:///runs/study.db   # one worker, by hand
+    $ python examples/tuning/digits_workers.py --workers 2 --trials 10 --epochs 4
+    $ python examples/tuning/digits_workers.py --worker 0 --storage sqlite:///runs/study.db   # one worker, by hand
 
 A worker waits until all ``--workers`` have started (a file each in the run
 root) before it searches, so they really run side by side.
