@@ -12,8 +12,8 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from mariana.report.study import write_study_html
+from mariana.tuning.records import trial_record
 from mariana.tuning.requirement import import_optuna
-from mariana.tuning.study import trial_record
 
 if TYPE_CHECKING:
     from mariana.tuning.study import Study

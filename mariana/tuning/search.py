@@ -26,10 +26,11 @@ from mariana.training import DatasetMapper, Trainer
 from mariana.training.stops import Stop
 from mariana.tuning.claims import ClaimLock
 from mariana.tuning.pruning import METRICS, STREAMS, pruner_name
+from mariana.tuning.records import SETTINGS
 from mariana.tuning.requirement import import_optuna
 from mariana.tuning.space import HyperParameters
 from mariana.tuning.storage import fail_stale_trials, has_heartbeat, open_storage
-from mariana.tuning.study import SETTINGS, Study
+from mariana.tuning.study import Study
 from mariana.tuning.trial_run import Surplus, TrialRun
 
 #: Trainer arguments the search sets itself for every trial.

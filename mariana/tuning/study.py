@@ -21,24 +21,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from mariana.persistence import load
+from mariana.tuning.records import SETTINGS, trial_record
 from mariana.tuning.requirement import import_optuna
 from mariana.tuning.space import HyperParameters
 
 if TYPE_CHECKING:
     from mariana.network import Network
-
-#: The study's user attribute that holds the search's settings (checked when another worker joins).
-SETTINGS = "mariana.search"
-#: The trial's user attribute that holds its run: params (as build received them), run_dir, network (the .mar path),
-#: continues (the trial whose run directory it uses), and once trained epochs and stop_reason.
-RECORD = "mariana"
-
-
-def trial_record(trial: Any) -> dict:
-    """What the search recorded of ``trial`` (its :data:`RECORD` user attribute; empty for a trial it did not run)."""
-    record = trial.user_attrs.get(RECORD)
-    return record if isinstance(record, dict) else {}
-
 
 class Study:
     """The result of a search: the Optuna study, and how its trials were built (``build``)."""

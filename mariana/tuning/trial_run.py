@@ -23,9 +23,9 @@ from mariana.seeding import seed as seed_everything
 from mariana.training import DatasetMapper, Trainer, stops
 from mariana.tuning.claims import ClaimLock
 from mariana.tuning.pruning import PruneTrial
+from mariana.tuning.records import RECORD
 from mariana.tuning.space import HyperParameters
 from mariana.tuning.storage import retried_from
-from mariana.tuning.study import RECORD
 
 NETWORK_FILE = "network.mar"
 
