@@ -27,6 +27,8 @@ if TYPE_CHECKING:
     from mariana.training import Trainer
 
 STREAMS = ("train", "valid", "test")
+#: How the stop's reason begins ("pruned by the median pruner at epoch 3").
+PRUNED = "pruned by the"
 METRICS = ("loss", "accuracy")
 
 
@@ -68,7 +70,7 @@ class PruneTrial(Stop):
         if not self.trial.should_prune():
             return None
         self.pruned_at = entry["epoch"]
-        return f"pruned by the {self.pruner} pruner at epoch {entry['epoch']}"
+        return f"{PRUNED} {self.pruner} pruner at epoch {entry['epoch']}"
 
     def report(self, history: list[dict]) -> None:
         """Report every epoch of ``history`` this trial has not been told yet (a continued run's earlier epochs too)."""
@@ -76,6 +78,16 @@ class PruneTrial(Stop):
             if entry["epoch"] not in self._reported and self.stream in entry:
                 self.trial.report(float(entry[self.stream][self.output][self.metric]), step=int(entry["epoch"]))
                 self._reported.add(entry["epoch"])
+
+
+def ended_by_pruning(stop_reason: str | None) -> bool:
+    """Whether a run's stop reason says the pruning stop fired (alone, or with other stops at the same epoch).
+
+    Example:
+        >>> ended_by_pruning("EpochWall: reached 4 epoch(s); pruned by the median pruner at epoch 4"), ended_by_pruning(None)
+        (True, False)
+    """
+    return stop_reason is not None and any(part.startswith(PRUNED) for part in stop_reason.split("; "))
 
 
 def pruner_name(pruner: Any) -> str:

@@ -22,7 +22,7 @@ from mariana.network import Network
 from mariana.seeding import seed as seed_everything
 from mariana.training import DatasetMapper, Trainer, stops
 from mariana.tuning.claims import ClaimLock
-from mariana.tuning.pruning import PruneTrial
+from mariana.tuning.pruning import PruneTrial, ended_by_pruning
 from mariana.tuning.records import RECORD
 from mariana.tuning.space import HyperParameters
 from mariana.tuning.storage import retried_from
@@ -75,7 +75,7 @@ class TrialRun:
                           notes=f"Optuna study {self.study.study_name!r}, trial {trial.number}", **copy.deepcopy(self.options))
         history = trainer.start(**self.streams)
         pruning.report(history)  # a continued run that had already ended reported nothing yet
-        pruned = trainer.stop_reason is not None and trainer.stop_reason.startswith("pruned by")
+        pruned = ended_by_pruning(trainer.stop_reason)  # said by the stop, or by the run's record when it had ended already
         trial.set_user_attr(RECORD, {**record, "epochs": len(history), "stop_reason": trainer.stop_reason})
         value = None if pruned else self.measure(net)
         stream, output, metric = self.objective

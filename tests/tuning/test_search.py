@@ -173,3 +173,18 @@ def test_a_run_root_holding_another_study_s_trials_is_refused_before_any_trainin
         MT.search(build, train, valid, trials=1, epochs=1, objective=("valid", "out", "accuracy"), run_root=tmp_path, study_name="second",
                   verbose=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["trial-0000"]
+
+
+def test_the_study_report_is_one_offline_file_with_the_trials_importances_and_best_network(digits_study, tmp_path):
+    from mariana.tuning.report import study_data
+
+    study, _ = digits_study
+    data = study_data(study)
+    assert [row["number"] for row in data["trials"]] == [0, 1, 2, 3, 4]
+    assert data["best"] == {"number": study.best_trial.number, "value": study.best_value}
+    assert sorted(data["importances"]) == ["act", "lr", "size"] and sum(data["importances"].values()) == pytest.approx(1)
+    assert all(row["steps"] == [1, 2, 3, 4] and row["epochs"] == 4 for row in data["trials"])
+    study.to_html(tmp_path / "study.html")
+    page = (tmp_path / "study.html").read_text()
+    assert 'id="mariana-study"' in page and 'id="mariana-data"' in page and '"name":"hid"' in page
+    assert "http://" not in page.replace("http://www.w3.org", "")  # no request: the browser test checks it too
