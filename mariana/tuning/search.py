@@ -71,6 +71,9 @@ def search(build: Callable[[HyperParameters], Any], train: Any, valid: Any = Non
     storage_url, storage = storage, open_storage(optuna, storage, heartbeat)
     direction = "maximize" if objective[2] == "accuracy" else "minimize"
     study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, pruner=pruner, sampler=sampler, load_if_exists=True)
+    if study.direction.name.lower() != direction:  # a study made before, outside the search, keeps its own direction
+        raise ValueError(f"search: study {study.study_name!r} {study.direction.name.lower()}s its objective, but this search's objective "
+                         f"{'/'.join(objective)} is to {direction}; use another study_name.")
     run_root = Path(run_root) if run_root is not None else Path("runs") / study.study_name
     check_run_root(run_root, study.study_name)
     record_settings(study, {"objective": list(objective), "direction": direction, "epochs": epochs, "batch_size": batch_size,

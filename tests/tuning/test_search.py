@@ -112,6 +112,10 @@ def test_a_worker_joining_a_study_with_other_settings_is_refused(streams, tmp_pa
     again = MT.search(build, train, valid, trials=1, epochs=1, objective=("valid", "out", "accuracy"), storage=storage, study_name="s",
                       run_root=tmp_path, verbose=False)
     assert len(again.optuna.trials) == 1  # the study already holds its one trial: nothing more runs
+    optuna.create_study(storage=storage, study_name="made-before", direction="minimize")
+    with pytest.raises(ValueError, match=r"study 'made-before' minimizes its objective, but .* valid/out/accuracy is to maximize"):
+        MT.search(build, train, valid, trials=1, epochs=1, objective=("valid", "out", "accuracy"), storage=storage, study_name="made-before",
+                  run_root=tmp_path / "other", verbose=False)
 
 
 @pytest.mark.parametrize("change, error, message", [
