@@ -9,7 +9,8 @@ runs. Contenders:
 * ``trainer``: ``Trainer(...).start`` without a run directory (the reference);
 * ``trainer + run_dir``: with a run directory, as each trial has one (run.json,
   the data copy, a checkpoint per epoch);
-* ``search (memory)``: ``mariana.tuning.search`` on an in-memory study, median pruner on;
+* ``search (memory)``: ``mariana.tuning.search`` on an in-memory study, with ``pruner=None`` so
+  every trial trains all its epochs, as the plain runs do (each epoch's value is still reported);
 * ``search (sqlite)``: the same on an SQLite file with heartbeats (what several workers share);
   the file's tables are created before the clock starts (once per study: its time is printed apart).
 
@@ -67,7 +68,7 @@ def search_runs(streams: dict, trials: int, run_root: Path, storage: str | None)
         optuna.storages.RDBStorage(storage)
     start = time.perf_counter()
     MT.search(build, streams["train"], streams["valid"], trials=trials, epochs=EPOCHS, batch_size=BATCH, objective=("valid", "out", "accuracy"),
-              storage=storage, study_name="bench", run_root=run_root, verbose=False)
+              storage=storage, study_name="bench", run_root=run_root, pruner=None, verbose=False)
     return time.perf_counter() - start
 
 
