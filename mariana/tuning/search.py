@@ -52,7 +52,7 @@ def search(build: Callable[[HyperParameters], Any], train: Any, valid: Any = Non
     ``sampler``: an Optuna sampler (default: Optuna's TPE). Processes running
     the same search on one ``storage`` share its trials; see
     :mod:`mariana.tuning.storage` for killed workers. Trial ``n`` is seeded
-    ``seed + n``. ``verbose``: Optuna's one line per trial.
+    ``seed + n``. ``verbose``: Optuna's one line per trial (it sets Optuna's logging verbosity).
     """
     optuna = import_optuna()
     if not callable(build):
