@@ -16,7 +16,30 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory):
+def chromium():
+    """One headless Chromium for the module's pages (Playwright's sync API runs one at a time)."""
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, path):
+    """``path`` opened in a new page once it says it is drawn, with everything it logged and requested while loading."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    messages, requests = [], []
+    page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(path.as_uri())
+    page.wait_for_selector("body[data-ready=true]", timeout=15000)
+    return page, messages, requests
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory, chromium):
     """The page opened in Chromium, with everything it logged and requested while loading."""
     network = build_report_network()
     # A Trainer's entry, longer than any cut: the log shows it whole.
@@ -27,19 +50,9 @@ def report(tmp_path_factory):
                     streams={"train": 1295, "valid": 143}, run_dir="runs/demo-digits-20261130-101010")
     path = tmp_path_factory.mktemp("report") / "model.html"
     network.to_html(path, history=HISTORY)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            messages, requests = [], []
-            page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
-            page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
-            page.on("request", lambda request: requests.append(request.url))
-            page.goto(path.as_uri())
-            page.wait_for_selector("body[data-ready=true]", timeout=15000)
-            yield network, page, messages, requests, path
-        finally:
-            browser.close()
+    page, messages, requests = open_page(chromium, path)
+    yield network, page, messages, requests, path
+    page.close()
 
 
 def test_page_loads_without_console_messages_or_requests(report):
@@ -119,3 +132,59 @@ def test_scenari_show_their_settings_and_log_entries_are_whole(report):
     assert ("stops (EpochWall(epochs=30), NaNGuard(), EarlyStopping(stream=valid, output=out, metric=loss, patience=3, min_delta=0, "
             "restore_best=True)), streams (train=1295, valid=143), run_dir runs/demo-digits-20261130-101010") in log
     assert "…" not in log
+
+
+# -- the study report (mariana.tuning): the same checks, and its own parts ------------------------------------------------
+@pytest.fixture(scope="module")
+def study_report(tmp_path_factory, chromium):
+    """A small search on digits (6 trials, two of them enqueued to be pruned) and its report in Chromium."""
+    optuna = pytest.importorskip("optuna", reason="the study report needs optuna (the 'tune' extra, in 'test')")
+    import mariana.tuning as MT
+    from tests.tuning.digits_search import build, digits_streams
+
+    train, valid = digits_streams()
+    root = tmp_path_factory.mktemp("study-report")
+    storage = optuna.storages.InMemoryStorage()
+    prepared = optuna.create_study(storage=storage, study_name="report", direction="maximize")
+    for size, act, lr in ((32, 0, 0.05), (64, 1, 0.01), (16, 0, 1e-4), (128, 1, 0.02), (16, 1, 1e-4), (48, 0, 0.003)):
+        prepared.enqueue_trial({"size": size, "act": act, "lr": lr})
+    study = MT.search(build, train, valid, trials=6, epochs=3, objective=("valid", "out", "accuracy"), storage=storage,
+                      study_name="report", run_root=root / "runs", pruner=optuna.pruners.MedianPruner(n_startup_trials=2), verbose=False)
+    path = root / "study.html"
+    study.to_html(path)
+    page, messages, requests = open_page(chromium, path)
+    yield study, page, messages, requests, path
+    page.close()
+
+
+def test_study_page_loads_without_console_messages_or_requests(study_report):
+    study, page, messages, requests, path = study_report
+    assert messages == []
+    assert requests == [path.as_uri()]
+
+
+def test_study_page_lists_every_trial_and_marks_the_best(study_report):
+    study, page, *_, path = study_report
+    rows = page.locator("#trials tbody tr")
+    assert rows.count() == len(study.optuna.trials) == 6
+    best = page.locator("#trials tr.best")
+    assert best.get_attribute("data-trial") == str(study.best_trial.number)
+    assert f"{study.best_value:.4f}" in best.inner_text() and "act=" in best.inner_text()
+    states = page.eval_on_selector_all("#trials .state", "cells => cells.map(c => c.textContent)")
+    assert states == [t.state.name.lower() for t in study.optuna.trials] and "pruned" in states
+    assert "pruned by the median pruner at epoch" in page.locator("#trials").inner_text()
+    page.screenshot(path=str(path.with_suffix(".png")), full_page=True)
+
+
+def test_study_page_draws_the_objective_the_importances_and_the_best_network(study_report):
+    study, page, *_ = study_report
+    assert page.eval_on_selector_all(".chart", "charts => charts.map(c => c.dataset.chart)")[:2] == ["objective", "intermediate"]
+    assert page.locator('.chart[data-chart="objective"] canvas').count() == 1
+    bars = page.eval_on_selector_all(".bar", "bars => bars.map(b => [b.dataset.param, b.getBoundingClientRect().width])")
+    assert sorted(name for name, _ in bars) == ["act", "lr", "size"] and max(width for _, width in bars) > 100
+    network = study.best_network()
+    assert sorted(page.eval_on_selector_all(".node", "nodes => nodes.map(n => n.dataset.layer)")) == sorted(network.layers)
+    assert f"Best network: trial {study.best_trial.number}" in page.inner_text("main")
+    page.click('.node[data-layer="hid"]')
+    assert f"{study.best_params['size']}" in page.inner_text("#details")
+    assert page.eval_on_selector_all(".chart", "charts => charts.map(c => c.dataset.chart)")[2:] == ["out/loss", "out/accuracy"]

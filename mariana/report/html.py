@@ -68,20 +68,29 @@ def render_html(network: Network, history: list[dict] | None = None, title: str 
     """The report page as a string (see :func:`to_html`)."""
     if not isinstance(title, str):
         raise TypeError(f"to_html: title must be a str, but received {type(title).__name__}.")
+    data = network_data(network, history, title)
+    parts = {
+        "TITLE": html.escape(title),
+        "META": html.escape(f"Report generated {generated_now()} by Mariana {__version__}"),
+        "STATS": network_stats(network, data["totals"]),
+        "DATA": embedded_json(data),
+        **page_assets(),
+    }
+    return fill_template("report.html", parts)
+
+
+def network_data(network: Network, history: list[dict] | None, title: str) -> dict:
+    """What report.js draws: the layers, the edges, the totals, the curves and the generation log, as JSON."""
     layers = [describe_layer(layer) for layer in network.layers.values()]
     edges = [[source, layer["name"], "data"] for layer in layers for source in layer["inputs"]]
     edges += [[target, layer["name"], "reference"] for layer in layers for target in layer["references"]]
-    counts = totals(network)
-    data = {
-        "title": title,
-        "layers": layers,
-        "edges": edges,
-        "totals": counts,
-        "history": normalize_history(history),
-        "log": log_rows(network.log),
-    }
-    generated = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    stats = "".join(
+    return {"title": title, "layers": layers, "edges": edges, "totals": totals(network),
+            "history": normalize_history(history), "log": log_rows(network.log)}
+
+
+def network_stats(network: Network, counts: dict) -> str:
+    """The header's figures: layers, params, trainable params, weight bytes, inputs and outputs."""
+    return "".join(
         f'<div class="stat"><b>{html.escape(value)}</b> {html.escape(label)}</div>'
         for value, label in (
             (str(counts["layers"]), "layers"), (human_count(counts["params"]), "params"),
@@ -89,18 +98,23 @@ def render_html(network: Network, history: list[dict] | None = None, title: str 
             (", ".join(network.inputs) or "none", "inputs"), (", ".join(network.outputs) or "none", "outputs"),
         )
     )
-    parts = {
-        "TITLE": html.escape(title),
-        "META": html.escape(f"Report generated {generated} by Mariana {__version__}"),
-        "STATS": stats,
-        "CSS": (ASSETS / "report.css").read_text(),
-        "GRAPH_CSS": (ASSETS / "graph.css").read_text(),
-        "GRAPH_JS": script_text((ASSETS / "graph.js").read_text()),
-        "JS": script_text((ASSETS / "report.js").read_text()),
-        "DATA": embedded_json(data),
-        **{key: library(key) for key in LIBRARIES},
-    }
-    template = (ASSETS / "report.html").read_text()
+
+
+def generated_now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def page_assets() -> dict[str, str]:
+    """The parts every report page inlines: its CSS, the layer graph's drawing (graph.js, graph.css), report.js, and the
+    npm libraries."""
+    return {"CSS": (ASSETS / "report.css").read_text(), "JS": script_text((ASSETS / "report.js").read_text()),
+            "GRAPH_CSS": (ASSETS / "graph.css").read_text(), "GRAPH_JS": script_text((ASSETS / "graph.js").read_text()),
+            **{key: library(key) for key in LIBRARIES}}
+
+
+def fill_template(name: str, parts: dict[str, str]) -> str:
+    """The asset template ``name`` with each ``@KEY@`` replaced by ``parts[KEY]``."""
+    template = (ASSETS / name).read_text()
     return re.sub(r"@([A-Z_]+)@", lambda match: parts[match.group(1)], template)
 
 
@@ -151,12 +165,14 @@ def _finite(value: Any) -> float | None:
 
 
 def embedded_json(data: dict) -> str:
+    """``data`` as JSON that is safe inside a ``<script>`` element."""
     text = json.dumps(data, separators=(",", ":"), allow_nan=False, default=str)
     # Inside <script>, "</script>" or "<!--" in a layer name or a note must not end the element.
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
 def script_text(code: str) -> str:
+    """JavaScript ``code`` that is safe to inline in a ``<script>`` element (no source map, no closing tag)."""
     code = re.sub(r"^//# sourceMappingURL=.*$", "", code, flags=re.MULTILINE)
     return re.sub(r"</(script)", r"<\\/\1", code, flags=re.IGNORECASE)
 

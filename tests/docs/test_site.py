@@ -33,7 +33,7 @@ def defined_at(module: str, name: str) -> str:
 
 
 PUBLIC_MODULES = ["mariana", "mariana.layers", "mariana.activations", "mariana.costs", "mariana.scenari",
-                  "mariana.regularizations", "mariana.decorators", "mariana.initializations", "mariana.training"]
+                  "mariana.regularizations", "mariana.decorators", "mariana.initializations", "mariana.training", "mariana.tuning"]
 
 
 def test_strict_site_build(tmp_path):
