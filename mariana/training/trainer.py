@@ -379,9 +379,9 @@ class Trainer:
             recorder.on_epoch_start(self, self.epoch + 1, steps)
         self.net.module.train(True)
         keep_rng = self.can_save  # for a checkpoint at the boundary before a step that fails
-        interrupted, interrupts, size = self.strategy.interrupt_check(self.interrupts), self.interrupts, self.batch_size
+        peers, interrupts, size = self.strategy.interrupt_check(self.interrupts), self.interrupts, self.batch_size
         for step in range(progress.step, steps):
-            if interrupted():
+            if interrupts.pending is not None if peers is None else peers():
                 interrupts.raise_pending(self._emergency)
             if keep_rng:
                 self._rng_before_step = (torch.get_rng_state(),
@@ -411,11 +411,12 @@ class Trainer:
         the optimizers step on the group's last batch (``mariana.training.loop.accumulation``; with
         class weights, each batch's share is by rows, not by weight). Called every step: kept lean.
         """
-        plans, size, sums = self._step_plans, self.batch_size, self.progress.sums
-        if self.order == "random":
+        settings, plans, sums = self.settings, self._step_plans, self.progress.sums  # attributes, not properties: every step
+        size = settings.batch_size
+        if settings.order == "random":
             plans = [plans[int(self.progress.order_rng.integers(len(plans)))]]
         batch_rows = min(total, (step + 1) * size) - step * size  # all processes' rows
-        accumulate = self.settings.accumulate
+        accumulate = settings.accumulate
         stepped, group_rows = (True, batch_rows) if accumulate == 1 else group_of(step, steps, total, size, accumulate)
         counted = rows > 0
         share = self.strategy.world_size * rows / group_rows  # DDP averages over processes

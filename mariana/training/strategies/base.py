@@ -88,9 +88,10 @@ class Strategy:
         """This process's contiguous part of rows ``low:high`` (may be empty)."""
         return low, high
 
-    def interrupt_check(self, interrupts: Interrupts) -> Callable[[], bool]:
-        """A check made between steps: whether a signal (on any process) asks every process to stop now."""
-        return lambda: interrupts.pending is not None
+    def interrupt_check(self, interrupts: Interrupts) -> Callable[[], bool] | None:
+        """A check made between steps: whether a signal on any process asks every process to stop now; None when only
+        this process's own signals count (the loop then reads ``interrupts.pending`` itself: no call per step)."""
+        return None
 
     # -- agreement ------------------------------------------------------------------------
     def any(self, flag: bool, at_once: bool = True) -> bool:

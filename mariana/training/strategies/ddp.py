@@ -137,7 +137,7 @@ class DataParallel(Strategy):
             losses[name] = losses[name] * factor[index].to(losses[name].dtype)
         return CostResult(losses=losses, logits=result.logits, counts=result.counts)
 
-    def interrupt_check(self, interrupts: Interrupts) -> Callable[[], bool]:
+    def interrupt_check(self, interrupts: Interrupts) -> Callable[[], bool] | None:
         """Every step asks the others without waiting: a signal on any rank stops all of them one step later, together."""
         if not interrupts.enabled:
             return super().interrupt_check(interrupts)
