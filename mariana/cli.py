@@ -140,7 +140,7 @@ def _html(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from mariana.training import Trainer
-    from mariana.training.storage import checkpoint as CK
+    from mariana.training.storage.run_files import read_json
 
     _import_modules(args.imports)
     try:
@@ -149,7 +149,7 @@ def _resume(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
     except ValueError as error:  # a refused run directory: one clear line
         try:
-            run = CK.read_json(Path(args.run_dir) / "run.json")
+            run = read_json(Path(args.run_dir) / "run.json")
         except (OSError, ValueError):
             run = None
         raise _explain_unregistered("resume", args.run_dir, run, error) from None

@@ -64,10 +64,10 @@ from mariana.training.loop.interrupts import Interrupts, attach_message
 from mariana.training.loop.metrics import EpochSums
 from mariana.training.recorders import Recorder
 from mariana.training.run.progress import Progress, check_state
+from mariana.training.run.reproducibility import capture_rng, environment, restore_rng
 from mariana.training.run.resume import read_continuation, read_resume_point, recorded_device, restore_network, torch_threads
 from mariana.training.run.settings import RunSettings
 from mariana.training.stops import EarlyStopping, Stop
-from mariana.training.storage import checkpoint as CK
 from mariana.training.storage.run_directory import RUN_FORMAT, RunDirectory
 from mariana.training.strategies import Strategy, strategy_for
 
@@ -195,7 +195,7 @@ class Trainer:
         if self.run_directory is not None:
             if self.strategy.is_writer:
                 run = {"format": RUN_FORMAT, "network": self.net.get_config(), "trainer": self.settings.config(self.best),
-                       "environment": CK.environment(), "created": time.time()}
+                       "environment": environment(), "created": time.time()}
                 self.run_directory.write_run(run, self.streams)
             self._checkpoint("start")
         return self._run(resumed=False)
@@ -252,7 +252,7 @@ class Trainer:
     def state_dict(self, reason: str = "") -> dict:
         """Everything a resumed run needs, at the current step boundary (tensors are not copied)."""
         pending = self.progress.pending_end
-        rng = CK.capture_rng()
+        rng = capture_rng()
         if self._in_step:  # the step that failed may have drawn random numbers; the boundary is before it
             rng["torch"], cuda = self._rng_before_step
             if cuda is not None:
@@ -265,7 +265,7 @@ class Trainer:
             "weights": self.net.state_dict(), "optimizer": self.net.optimizer_state_dict(),
             "ema": None if self.average is None else self.average.state_dict(), "hardware": self.hardware.state_dict(),
             "gradients": {name: p.grad for name, p in self.net.module.named_parameters() if p.grad is not None},
-            "log": json.loads(json.dumps(log, default=str)), "environment": CK.environment(),
+            "log": json.loads(json.dumps(log, default=str)), "environment": environment(),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -286,7 +286,7 @@ class Trainer:
         self.streams["train"].sampler.load_state_dict(state["sampler"])
         load_states(self.stops, state["stops"])
         load_states(self.recorders, state["recorders"])
-        CK.restore_rng(state["rng"])  # last: nothing may draw random numbers after this
+        restore_rng(state["rng"])  # last: nothing may draw random numbers after this
 
     def shared_state(self, reason: str) -> dict:
         """:meth:`state_dict` with every process's own part (a collective call: all processes make it together)."""

@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from mariana.training.storage import checkpoint as CK
+from mariana.training.storage import run_files
 from mariana.training.storage.run_directory import RunDirectory, lower_thread_priority
+from mariana.training.storage.tensor_tree import join_tensors, split_tensors
 
 
 def test_a_checkpoint_and_its_sidecar_then_its_pointers_are_written_together(tmp_path, monkeypatch):
@@ -29,14 +31,14 @@ def test_a_checkpoint_and_its_sidecar_then_its_pointers_are_written_together(tmp
 def test_a_failed_checkpoint_write_leaves_the_pointers_alone(tmp_path, monkeypatch):
     store = CK.CheckpointStore(tmp_path)
     first = store.save({"w": torch.ones(2)}, {"epoch": 1}, epoch=1, step=0)
-    real = CK.write_bytes
+    real = run_files.write_bytes
 
     def failing(path, data):
         if path.name.endswith(".sha256"):
             raise OSError(28, "No space left on device")
         real(path, data)
 
-    monkeypatch.setattr(CK, "write_bytes", failing)
+    monkeypatch.setattr(run_files, "write_bytes", failing)
     with pytest.raises(OSError, match="No space left"):
         store.save({"w": torch.zeros(2)}, {"epoch": 2}, epoch=2, step=0)
     assert json.loads((tmp_path / "latest").read_text())["checkpoint"] == first
@@ -46,10 +48,10 @@ def test_a_failed_checkpoint_write_leaves_the_pointers_alone(tmp_path, monkeypat
 def test_the_rng_states_long_int_lists_split_as_they_are():
     state = {"rng": {"python": [3, list(range(625)), None], "torch": torch.arange(3)}, "pair": (1, 2.5), "flag": True}
     tensors: dict = {}
-    document = CK.split_tensors(state, tensors, "state")
+    document = split_tensors(state, tensors, "state")
     assert document == {"rng": {"python": [3, list(range(625)), None], "torch": {"__tensor__": "state/rng/torch"}},
                         "pair": [1, 2.5], "flag": True}
-    assert CK.join_tensors(document, tensors)["rng"]["torch"].tolist() == [0, 1, 2]
+    assert join_tensors(document, tensors)["rng"]["torch"].tolist() == [0, 1, 2]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice values are Linux's")

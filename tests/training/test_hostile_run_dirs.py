@@ -9,9 +9,9 @@ import pytest
 import torch
 
 import mariana as mar
-from mariana.training.storage import checkpoint as CK
+from mariana.training.storage import run_files
 from mariana.training.storage import run_record as RR
-from mariana.training.storage.checkpoint import CheckpointStore, CheckpointWarning
+from mariana.training.storage.checkpoint import CheckpointStore, CheckpointWarning, clean_run_directory
 
 
 # -- 6. temps left by kills --------------------------------------------------------------
@@ -34,15 +34,15 @@ def test_clean_run_directory_removes_only_stale_temps_of_run_files(tmp_path):
     (elsewhere / ".ckpt-000001-e0-s0.safetensors.a1b2c3d4.tmp").write_text("x")
     with open(live, "rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        removed = CK.clean_run_directory(run_dir)
+        removed = clean_run_directory(run_dir)
     assert sorted(str(p.relative_to(run_dir)) for p in removed) == sorted(ours)
     assert all(not (run_dir / name).exists() for name in ours)
     assert all((run_dir / name).exists() for name in users) and live.exists()
-    assert CK.clean_run_directory(run_dir) == [live]  # its writer is gone now
+    assert clean_run_directory(run_dir) == [live]  # its writer is gone now
     (run_dir / "checkpoints").rename(tmp_path / "moved")
     (run_dir / "checkpoints").symlink_to(elsewhere)  # a symlinked folder is not entered
-    assert CK.clean_run_directory(run_dir) == [] and len(list(elsewhere.iterdir())) == 1
-    assert CK.clean_run_directory(tmp_path / "missing") == []
+    assert clean_run_directory(run_dir) == [] and len(list(elsewhere.iterdir())) == 1
+    assert clean_run_directory(tmp_path / "missing") == []
 
 
 def test_checkpoint_saves_remove_stale_checkpoint_temps_only(tmp_path):
@@ -161,22 +161,22 @@ def test_resume_after_latest_was_deleted_warns_and_finishes(tmp_path):
 def test_json_errors_in_run_files_name_the_file(content, tmp_path):
     (tmp_path / "run.json").write_bytes(content)
     with pytest.raises(ValueError, match=r"run.json' is not valid JSON \(.*\); it was damaged or edited"):
-        CK.read_json(tmp_path / "run.json")
+        run_files.read_json(tmp_path / "run.json")
     (tmp_path / "latest").write_bytes(content)
     with pytest.raises(ValueError, match=r"latest' is not valid JSON \(.*\); it was damaged or edited\. No checkpoint in"):
         CheckpointStore(tmp_path).load("latest")
 
 
 def test_an_oversized_run_file_is_not_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(CK, "MAX_JSON_BYTES", 100)
+    monkeypatch.setattr(run_files, "MAX_JSON_BYTES", 100)
     (tmp_path / "run.json").write_text(json.dumps({"x": "y" * 200}))
     with pytest.raises(ValueError, match=r"run.json' is over 100 bytes"):
-        CK.read_json(tmp_path / "run.json")
+        run_files.read_json(tmp_path / "run.json")
 
 
 def test_read_json_reads_utf8_whatever_the_locale(tmp_path):
     (tmp_path / "run.json").write_bytes('{"a": "é"}'.encode())
-    assert CK.read_json(tmp_path / "run.json") == {"a": "é"}
+    assert run_files.read_json(tmp_path / "run.json") == {"a": "é"}
 
 
 # -- 2 (preparation). run.json tied to the checkpoints -------------------------------------
@@ -190,7 +190,7 @@ def run_document(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run") / "run"
     trainer = Trainer(build_mlp((4,), 3, hidden=5), "out", batch_size=16, stops=[stops.EpochWall(1)], recorders=[], run_dir=run_dir)
     trainer.start(DatasetMapper(inp=np.zeros((20, 4), dtype="float32"), out=np.zeros(20, dtype="int64")))
-    return CK.read_json(run_dir / "run.json")
+    return run_files.read_json(run_dir / "run.json")
 
 
 def _edit(document, change):

@@ -208,12 +208,12 @@ def test_mariana_resume_command_finishes_the_run(tmp_path, data_file, capsys):
 
 def test_resume_warns_in_another_environment_and_uses_the_recorded_thread_count(tmp_path, data_file, reference, monkeypatch):
     from mariana.training import ResumeWarning
-    from mariana.training.storage import checkpoint as CK
+    from mariana.training.run import resume
 
     run_dir = tmp_path / "run"
     interrupted_in_process(run_dir, data_file, 2, 2)  # recorded with 1 thread
-    real_environment = CK.environment
-    monkeypatch.setattr(CK, "environment", lambda: {**real_environment(), "torch": "0.0-elsewhere"})
+    real_environment = resume.environment
+    monkeypatch.setattr(resume, "environment", lambda: {**real_environment(), "torch": "0.0-elsewhere"})
     seen_threads = []
 
     class ThreadSpy(recorders.Recorder):

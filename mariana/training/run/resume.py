@@ -34,10 +34,10 @@ from mariana.registry import deserialize, serialize
 from mariana.training.data.mappers import DatasetMapper, as_mapper
 from mariana.training.data.stream_records import recorded_hash
 from mariana.training.recorders import Recorder
+from mariana.training.run.reproducibility import environment
 from mariana.training.run.settings import RunSettings
 from mariana.training.stops import Stop
-from mariana.training.storage import checkpoint as CK
-from mariana.training.storage.checkpoint import CheckpointWarning
+from mariana.training.storage.checkpoint import CheckpointWarning, clean_run_directory
 from mariana.training.storage.run_directory import RunDirectory
 from mariana.training.storage.run_record import check_run_record, run_differences
 
@@ -78,7 +78,7 @@ def _read_resume_point(run_dir: str | Path, given: dict[str, Any], stops: Sequen
     directory = RunDirectory(run_dir)
     run = directory.read_run()
     if clean:
-        CK.clean_run_directory(directory.path)
+        clean_run_directory(directory.path)
     state = directory.load_checkpoint("latest")
     check_run(state, run, directory)
     settings = dict(run["trainer"])
@@ -130,7 +130,7 @@ def read_continuation(directory: RunDirectory, current: dict, streams: dict[str,
     try:
         run = directory.read_run()
         if clean:  # only the run's writer tidies the folder
-            CK.clean_run_directory(directory.path)
+            clean_run_directory(directory.path)
         state = directory.load_checkpoint("latest")
         check_run(state, run, directory)
         recorded = {"network": run["network"], "trainer": run["trainer"]}
@@ -233,7 +233,7 @@ def rebuild(entries: list[dict], base: type, label: str) -> list:
 
 def check_environment(recorded: dict) -> int:
     """Warn when resuming elsewhere; returns the thread count to use (the recorded one)."""
-    current = CK.environment()
+    current = environment()
     different = [f"{key}: recorded {recorded[key]!r}, now {current[key]!r}" for key in ("machine", "processor", "node", "torch", "numpy")
                  if recorded.get(key) != current[key]]
     if different:

@@ -10,10 +10,10 @@ checkpoint also gets a ``<name>.sha256`` sidecar (``sha256sum`` format) so
 that, when ``latest`` is lost or damaged, the newest checkpoint that still
 matches its own digest can be found and used, with a warning.
 
-A run directory may come from anyone: :func:`read_json` names the file it
-cannot parse, :func:`clean_run_directory` removes the temps killed writes
-left (never a user's file), and :func:`run_digest` / :func:`run_differences`
-tie a run document (``run.json``) to the checkpoints that recorded it.
+A run directory may come from anyone: :func:`clean_run_directory` removes
+the temps killed writes left (never a user's file). The small files' writes
+and capped reads are in ``run_files``; the state's split into JSON and
+tensors in ``tensor_tree``.
 
 Example:
     >>> import tempfile, torch
@@ -27,23 +27,18 @@ Example:
 
 from __future__ import annotations
 
-import concurrent.futures
 import hashlib
 import json
 import os
-import platform
-import random
 import re
 import warnings
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 import torch
 from safetensors.torch import load as load_tensors
 
-from mariana.archive import no_duplicate_keys
-from mariana.files import atomic_write, file_sha256, remove_stale_temps
+from mariana.files import file_sha256, remove_stale_temps
+from mariana.training.storage.run_files import read_json, write_together
 from mariana.training.storage.run_record import short_json
 from mariana.training.storage.safetensors_files import tensor_parts
 
@@ -51,149 +46,6 @@ FORMAT_VERSION = 1
 _NAME = re.compile(r"ckpt-(\d{6})-e(\d+)-s(\d+)\.safetensors\Z")
 _SIDECAR = re.compile(r"(ckpt-\d{6}-e\d+-s\d+\.safetensors)\.sha256\Z")
 _SIDECAR_LINE = re.compile(r"([0-9a-f]{64})  (ckpt-\d{6}-e\d+-s\d+\.safetensors)\n?\Z")
-#: Largest JSON file of a run directory read (bytes): run.json and the pointers are far smaller.
-MAX_JSON_BYTES = 64 * 2**20
-
-
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (:func:`mariana.files.atomic_write`: temp file, fsync, rename, fsync)."""
-    atomic_write(path, lambda file: file.write(data))
-
-
-def write_json(path: str | os.PathLike, value: Any) -> None:
-    write_bytes(path, json.dumps(value, indent=1, sort_keys=True).encode())
-
-
-def write_parts(path: str | os.PathLike, parts: bytes | list) -> None:
-    """:func:`write_bytes` of ``parts``: bytes, or a list of bytes-like chunks written one after the other (no joined copy)."""
-    if isinstance(parts, bytes):
-        write_bytes(path, parts)
-    else:
-        atomic_write(path, lambda file: [file.write(part) for part in parts])
-
-
-def write_together(files: dict[Path, bytes | list]) -> None:
-    """Write each of ``files`` atomically (:func:`write_parts`), all at once: their fsyncs overlap.
-
-    Each fsync waits for the disk (4 to 8 ms each on a virtual disk); files written
-    together commit together, so a checkpoint and its sidecar, then its pointers,
-    cost two waits instead of four. Raises the first write's error, after all finished.
-    """
-    items = list(files.items())
-    if len(items) == 1:
-        write_parts(*items[0])
-        return
-    with concurrent.futures.ThreadPoolExecutor(len(items) - 1, thread_name_prefix="mariana-fsync") as pool:
-        others = [pool.submit(write_parts, path, data) for path, data in items[1:]]
-        write_parts(*items[0])
-        for job in others:
-            job.result()
-
-
-_RESTORE = "Restore it from a copy, or start the run again in a new run_dir."
-
-
-def read_json(path: str | os.PathLike, advice: str = _RESTORE) -> Any:
-    """The JSON value in ``path``; ``ValueError`` naming the file, then ``advice``, when it is not JSON (or over :data:`MAX_JSON_BYTES`).
-
-    Example:
-        >>> import os, tempfile
-        >>> path = os.path.join(tempfile.mkdtemp(), "run.json")
-        >>> write_bytes(path, b'{"trainer": ')
-        >>> read_json(path)  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        ...
-        ValueError: '.../run.json' is not valid JSON (Expecting value: line 1 column 13 (char 12)); ...
-    """
-    path = Path(path)
-    with open(path, "rb") as file:
-        data = file.read(MAX_JSON_BYTES + 1)
-    if len(data) > MAX_JSON_BYTES:
-        raise ValueError(f"{str(path)!r} is over {MAX_JSON_BYTES} bytes, far more than a run file holds: Mariana did not write it. "
-                         f"{advice}".rstrip())
-    try:
-        return json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
-    except (UnicodeDecodeError, ValueError, RecursionError) as error:
-        raise ValueError(f"{str(path)!r} is not valid JSON ({error}); it was damaged or edited. {advice}".rstrip()) from None
-
-
-# -- nested state <-> (JSON, tensors) ---------------------------------------------------
-_JSON_SCALARS = (bool, int, float, str, type(None))
-
-
-def split_tensors(value: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
-    """``value`` with every tensor replaced by ``{"__tensor__": key}``; the tensors go into ``tensors``."""
-    if type(value) in _JSON_SCALARS:
-        return value
-    if isinstance(value, (list, tuple)) and all(type(item) in _JSON_SCALARS for item in value):
-        return list(value)  # the random states' long lists of ints: one check each, not a call each
-    if isinstance(value, torch.Tensor):
-        key = prefix
-        tensors[key] = value.detach().to("cpu", copy=True).contiguous()
-        return {"__tensor__": key}
-    if isinstance(value, dict):
-        for key in value:
-            if not isinstance(key, str):
-                raise TypeError(f"Checkpoint state keys must be str, but {prefix!r} has key {key!r}.")
-        return {key: split_tensors(item, tensors, f"{prefix}/{key}") for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [split_tensors(item, tensors, f"{prefix}/{i}") for i, item in enumerate(value)]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise TypeError(f"Checkpoint state at {prefix!r}: cannot store {type(value).__name__} (only JSON values and tensors).")
-
-
-def join_tensors(value: Any, tensors: dict[str, torch.Tensor]) -> Any:
-    """The inverse of :func:`split_tensors`."""
-    if isinstance(value, dict):
-        if set(value) == {"__tensor__"}:
-            return tensors[value["__tensor__"]]
-        return {key: join_tensors(item, tensors) for key, item in value.items()}
-    if isinstance(value, list):
-        return [join_tensors(item, tensors) for item in value]
-    return value
-
-
-# -- random states ------------------------------------------------------------------------
-def capture_rng() -> dict:
-    """Python, NumPy and torch (CPU and CUDA) random states."""
-    version, internal, gauss = random.getstate()
-    name, keys, position, has_gauss, cached = np.random.get_state()
-    state = {
-        "python": [version, list(internal), gauss],
-        "numpy": [name, keys.tolist(), int(position), int(has_gauss), float(cached)],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = list(torch.cuda.get_rng_state_all())
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, keys, position, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), position, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def environment() -> dict:
-    """What bit-identical resumption depends on: machine, library versions, thread count."""
-    return {
-        "machine": platform.machine(),
-        "processor": platform.processor(),
-        "node": platform.node(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "threads": torch.get_num_threads(),
-    }
 
 
 class CheckpointWarning(UserWarning):

@@ -38,9 +38,11 @@ import torch
 
 from mariana.training.data.mappers import DatasetMapper
 from mariana.training.data.stream_records import read_stream
-from mariana.training.storage import checkpoint as CK
+from mariana.training.storage.checkpoint import CheckpointStore, clean_run_directory
+from mariana.training.storage.run_files import read_json, write_json
 from mariana.training.storage.run_record import run_record
 from mariana.training.storage.safetensors_files import write_safetensors
+from mariana.training.storage.tensor_tree import join_tensors, split_tensors
 
 RUN_FORMAT = 1
 
@@ -50,7 +52,7 @@ class RunDirectory:
 
     def __init__(self, path: str | Path, keep_checkpoints: int = 3) -> None:
         self.path = Path(path)
-        self.store = CK.CheckpointStore(self.path, keep_checkpoints)
+        self.store = CheckpointStore(self.path, keep_checkpoints)
         self._writer: concurrent.futures.ThreadPoolExecutor | None = None
         self._jobs: list[concurrent.futures.Future] = []
         self._record: dict | None = None
@@ -100,7 +102,7 @@ class RunDirectory:
     def write_run(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
         """Create the folder now; write the data copy and run.json in the background."""
         self.path.mkdir(parents=True, exist_ok=True)
-        CK.clean_run_directory(self.path)
+        clean_run_directory(self.path)
         self.submit(self._write_run_files, run, dict(streams))
 
     def _write_run_files(self, run: dict, streams: Mapping[str, DatasetMapper]) -> None:
@@ -109,12 +111,12 @@ class RunDirectory:
         for name, mapper in streams.items():
             write_safetensors(data / f"{name}.safetensors", mapper.arrays())
         run["trainer"]["streams"] = {name: mapper.describe() for name, mapper in streams.items()}
-        CK.write_json(self.run_file, run)
+        write_json(self.run_file, run)
 
     def read_run(self) -> dict:
         if not self.holds_run():
             raise FileNotFoundError(f"{str(self.path)!r} is not a Mariana run directory (no run.json).")
-        return CK.read_json(self.run_file)
+        return read_json(self.run_file)
 
     def load_data(self, stream: str, info: dict) -> DatasetMapper:
         """The run's own copy of ``stream``'s data (and the sources it recorded), as a mapper with the recorded sampler."""
@@ -125,7 +127,7 @@ class RunDirectory:
     def save_checkpoint(self, state: dict, epoch: int, step: int, best: bool = False) -> None:
         """Snapshot ``state`` now (its tensors copied to the host) and write it in the background."""
         tensors: dict[str, torch.Tensor] = {}
-        document = CK.split_tensors(state, tensors, "state")
+        document = split_tensors(state, tensors, "state")
         self.submit(self._save, tensors, document, epoch, step, best)
 
     def save_now(self, state: dict, epoch: int, step: int) -> None:
@@ -145,12 +147,12 @@ class RunDirectory:
     def record(self) -> dict:
         """run.json's record (digest and document) that each checkpoint carries, so an edited run.json is refused."""
         if self._record is None:
-            self._record = run_record(CK.read_json(self.run_file))
+            self._record = run_record(read_json(self.run_file))
         return self._record
 
     def load_checkpoint(self, which: str = "latest") -> dict:
         tensors, document = self.store.load(which)
-        return CK.join_tensors(document, tensors)
+        return join_tensors(document, tensors)
 
 
 def lower_thread_priority(increment: int = 10) -> None:
