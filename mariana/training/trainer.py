@@ -110,14 +110,11 @@ class Trainer:
                  precision: Any = "32", compile: bool | str = False, resume: Any = False, strategy: Any = "auto") -> None:
         if not isinstance(net, Network):
             raise TypeError(f"Trainer expects a mariana Network first, but received {type(net).__name__}.")
+        arguments = {key: value for key, value in locals().items() if key not in ("self", "net")}  # the signature's keywords
         self.net = net
         self.strategy: Strategy = strategy_for(strategy)
-        self.settings = RunSettings.checked(
-            net, outputs, batch_size, stops=stops, recorders=recorders, run_dir=run_dir, save_if_murdered=save_if_murdered,
-            seed=seed, order=order, hyperparameters=hyperparameters, notes=notes, eval_batch_size=eval_batch_size,
-            checkpoint_every=checkpoint_every, keep_checkpoints=keep_checkpoints, best=best, accumulate=accumulate, ema=ema,
-            device=device, precision=precision, compile=compile, resume=resume, strategy=self.strategy.name if isinstance(
-                strategy, Strategy) else strategy)
+        self.settings = RunSettings.checked(net, **{**arguments, "strategy": self.strategy.name if isinstance(strategy, Strategy)
+                                                    else strategy})
         self.strategy.check_batch_size(self.settings.batch_size)
         self.hardware = Hardware(net, self.strategy.device(device), precision, compile)  # an unknown or missing device fails here
         self.run_directory = RunDirectory(self.run_dir, keep_checkpoints) if self.run_dir is not None else None

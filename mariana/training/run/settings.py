@@ -8,7 +8,8 @@ Each field says, in its metadata, where it goes:
 * ``may_change``: a rerun with ``resume="auto"`` may change it, because it changes how the run is
   watched, kept or placed, not what it computes.
 
-A new Trainer option is one field here (and its check in :meth:`RunSettings.checked`).
+A new Trainer option is one field here, its default the Trainer's (and its check in :meth:`RunSettings.checked`),
+plus the keyword in the Trainer's signature.
 
 Example:
     >>> import mariana.layers as ML
@@ -51,16 +52,16 @@ def _field(*places: str, default: Any = None) -> Any:
 class RunSettings:
     """The Trainer's settings (see the module docstring); build them with :meth:`checked`."""
 
-    outputs: tuple[str, ...] = _field("described", "recorded", default=())
+    outputs: tuple[str, ...] = _field("described", "recorded")
     batch_size: int = _field("described", "recorded", default=64)
     accumulate: int = _field("described", "recorded", default=1)
     order: str = _field("described", "recorded", default="simultaneous")
     seed: int | None = _field("described", "recorded")
-    hyperparameters: dict = _field("described", "recorded", default=None)
+    hyperparameters: dict = _field("described", "recorded")
     notes: str | None = _field("described", "recorded", "may_change")
-    stops: tuple[Stop, ...] = _field("described", "recorded", default=())
+    stops: tuple[Stop, ...] = _field("described", "recorded")
     run_dir: Path | None = _field("described")
-    recorders: tuple[Recorder, ...] = _field("recorded", "may_change", default=())
+    recorders: tuple[Recorder, ...] = _field("recorded", "may_change")
     save_if_murdered: bool = _field("recorded", "may_change", default=True)
     eval_batch_size: int = _field("recorded", default=1024)
     best: tuple[str, str, str] | None = _field("recorded")
@@ -74,33 +75,36 @@ class RunSettings:
     strategy: Any = _field("recorded", "may_change", default="auto")
 
     @classmethod
-    def checked(cls, net: Network, outputs: str | Sequence[str] | None = None, batch_size: int = 64, *,
-                stops: Sequence[Stop] | None = None, recorders: Sequence[Recorder] | None = None,
-                run_dir: str | Path | None = None, save_if_murdered: bool = True, seed: int | None = None,
-                order: str = "simultaneous", hyperparameters: dict | None = None, notes: str | None = None,
-                eval_batch_size: int = 1024, checkpoint_every: int = 1, keep_checkpoints: int = 3,
-                best: Sequence[str] | None = None, accumulate: int = 1, ema: float | None = None, device: Any = "auto",
-                precision: Any = "32", compile: bool | str = False, resume: Any = False, strategy: Any = "auto") -> RunSettings:
-        """The Trainer's keyword arguments checked: a ``ValueError``/``TypeError`` naming the first wrong one."""
-        names = tuple(net.output_names(outputs))
-        order = one_of(order, ORDERS, "Trainer: order")
-        recorders = checked_list(recorders if recorders is not None else [ProgressBar()], Recorder, "recorders",
+    def checked(cls, net: Network, **arguments: Any) -> RunSettings:
+        """The Trainer's keyword arguments checked (a missing one takes its field's default, which is the Trainer's): a
+        ``ValueError``/``TypeError`` naming the first wrong one."""
+        defaults = {item.name: item.default for item in fields(cls)}
+        unknown = sorted(set(arguments) - set(defaults))
+        if unknown:
+            raise TypeError(f"Trainer got unexpected keyword argument(s) {unknown}; it takes {sorted(defaults)}.")
+        given = {**defaults, **arguments}
+        names = tuple(net.output_names(given["outputs"]))
+        order = one_of(given["order"], ORDERS, "Trainer: order")
+        recorders = checked_list(given["recorders"] if given["recorders"] is not None else [ProgressBar()], Recorder, "recorders",
                                  "mariana.training.recorders")
         for recorder in recorders:
             recorder.check()  # a missing package is found before run.json, the data copy and checkpoints are written
-        compile_mode(compile)
-        return cls(
-            outputs=names, batch_size=int_at_least(batch_size, 1, "Trainer: batch_size"),
-            accumulate=checked_accumulate(accumulate, order, list(names)), order=order,
-            seed=seed_or_none(seed, "Trainer: seed"), hyperparameters=dict(hyperparameters or {}), notes=notes,
-            stops=tuple(checked_list(stops, Stop, "stops", "mariana.training.stops", empty=(
+        compile_mode(given["compile"])
+        return cls(**{
+            **given, "outputs": names, "order": order, "recorders": tuple(recorders),
+            "batch_size": int_at_least(given["batch_size"], 1, "Trainer: batch_size"),
+            "accumulate": checked_accumulate(given["accumulate"], order, list(names)),
+            "seed": seed_or_none(given["seed"], "Trainer: seed"), "hyperparameters": dict(given["hyperparameters"] or {}),
+            "stops": tuple(checked_list(given["stops"], Stop, "stops", "mariana.training.stops", empty=(
                 "Trainer: give at least one stop, e.g. stops=[stops.EpochWall(10)], so the run can end."))),
-            run_dir=Path(run_dir) if run_dir is not None else None, recorders=tuple(recorders),
-            save_if_murdered=bool(save_if_murdered), eval_batch_size=int_at_least(eval_batch_size, 1, "Trainer: eval_batch_size"),
-            best=checked_best(best), checkpoint_every=int_at_least(checkpoint_every, 0, "Trainer: checkpoint_every (epochs)"),
-            keep_checkpoints=keep_checkpoints, ema=check_decay(ema), device=device, precision=Precision.named(precision).name,
-            compile=compile, resume=one_of(resume, (False, "auto"), "Trainer: resume"), strategy=strategy,
-        )
+            "run_dir": Path(given["run_dir"]) if given["run_dir"] is not None else None,
+            "save_if_murdered": bool(given["save_if_murdered"]),
+            "eval_batch_size": int_at_least(given["eval_batch_size"], 1, "Trainer: eval_batch_size"),
+            "best": checked_best(given["best"]),
+            "checkpoint_every": int_at_least(given["checkpoint_every"], 0, "Trainer: checkpoint_every (epochs)"),
+            "ema": check_decay(given["ema"]), "precision": Precision.named(given["precision"]).name,
+            "resume": one_of(given["resume"], (False, "auto"), "Trainer: resume"),
+        })
 
     def arguments(self) -> dict[str, Any]:
         """The keyword arguments that build an equal Trainer (what ``Trainer.resume`` passes)."""
