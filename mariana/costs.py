@@ -78,6 +78,9 @@ class Cost(Configurable):
         losses = self.loss(inputs, targets, logits=logits, reduction="none")
         return losses if losses.dim() == 1 else losses.reshape(losses.shape[0], -1).mean(dim=1)
 
+    def check_classes(self, owner: str, classes: int) -> None:
+        """Refuse options that do not fit an output of ``classes`` classes (or values); ``owner`` names the layer."""
+
     def target_weights(self, targets: torch.Tensor) -> torch.Tensor | None:
         """``c_i``: how much each sample counts in the mean (its class weight), or None when each counts 1."""
         return None
@@ -151,6 +154,22 @@ class _ClassifierCost(Cost):
         # Made from the floats on the inputs' device and dtype the first time they differ (see _weight_for).
         self._weight: torch.Tensor | None = None if self.class_weights is None else torch.tensor(self.class_weights)
         self.zero_weighted = self.class_weights is not None and min(self.class_weights) == 0
+
+    def check_classes(self, owner: str, classes: int) -> None:
+        """Refuse class_weights that are not one per class of the output layer ``owner``.
+
+        Example:
+            >>> import mariana.costs as MC
+            >>> MC.NegativeLogLikelihood(class_weights=[1.0, 2.0]).check_classes("'out'", 3)
+            Traceback (most recent call last):
+            ...
+            ValueError: 'out' has 3 classes, so NegativeLogLikelihood expected 3 class_weights (one per class), but received 2: [1.0, 2.0].
+        """
+        if self.class_weights is not None and len(self.class_weights) != classes:
+            raise ValueError(
+                f"{owner} has {classes} classes, so {type(self).__name__} expected {classes} class_weights (one per class), "
+                f"but received {len(self.class_weights)}: {list(self.class_weights)}."
+            )
 
     def _weight_for(self, inputs: torch.Tensor) -> torch.Tensor | None:
         weight = self._weight

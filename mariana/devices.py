@@ -55,8 +55,9 @@ def resolve_device(spec: Any) -> torch.device:
     if match is None:
         raise ValueError(f"device must be {DEVICE_NAMES}, but received {spec!r}.")
     if not torch.cuda.is_available():
-        raise ValueError(f"device={spec!r} needs CUDA, which this machine does not have (torch {torch.__version__}); "
-                         f"use device='auto' or 'cpu'.")
+        available = "'cpu', 'mps'" if mps_available() else "'cpu'"
+        raise ValueError(f"device={spec!r} needs CUDA, which this machine does not have (torch {torch.__version__}, "
+                         f"torch.cuda.is_available() is False); available here: {available}, or 'auto' to pick the best of them.")
     index = int(match.group(1)) if match.group(1) is not None else torch.cuda.current_device()
     if index >= torch.cuda.device_count():
         raise ValueError(f"device={spec!r}: this machine has {torch.cuda.device_count()} CUDA device(s), numbered from 0.")

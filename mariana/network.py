@@ -34,7 +34,7 @@ from torch import nn
 
 # execution as a module, not its names: importing mariana.execution first imports the layers, which import
 # this module before execution has defined its plans.
-from mariana import execution, graph, optimizer_state
+from mariana import devices, execution, graph, optimizer_state
 from mariana.graph_module import GraphModule
 from mariana.layers.base import Layer, install_network_factory
 from mariana.registry import serialize
@@ -131,6 +131,7 @@ class Network:
         """
         if dtype is not None and dtype not in graph.FLOAT_DTYPES:
             raise ValueError(f"Network.to: dtype must be one of {', '.join(map(str, graph.FLOAT_DTYPES))}, but received {dtype!r}.")
+        device = devices.resolve_device(device) if isinstance(device, (str, torch.device)) else device  # clear errors
         self.module.to(device=device, dtype=dtype)
         for layer in self.inputs.values() if dtype is not None else ():
             layer.cast_floats_to(dtype)

@@ -15,7 +15,8 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+import numbers
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
@@ -152,6 +153,21 @@ class ReduceLROnPlateau(Schedule):
         self.current, self.best, self.bad_epochs = float(state["current"]), state["best"], int(state["bad_epochs"])
 
 
+def check_option(scenario: object, label: str, value: object, is_valid: Callable[[float], bool], expected: str) -> None:
+    """Refuse, at construction, an optimizer option that torch would only refuse at the first step.
+
+    Example:
+        >>> import mariana.scenari as MS
+        >>> MS.Adam(eps=-1)
+        Traceback (most recent call last):
+        ...
+        ValueError: Adam: eps must be a number >= 0, but received -1.
+    """
+    number = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not number or not is_valid(value):
+        raise ValueError(f"{type(scenario).__name__}: {label} must be {expected}, but received {value!r}.")
+
+
 class LearningScenario(Configurable):
     """Base of every scenario."""
 
@@ -191,8 +207,7 @@ class OptimizerScenario(LearningScenario):
 
     def __init__(self, lr: float, schedule: Schedule | None = None, clip_norm: float | None = None,
                  clip_value: float | None = None) -> None:
-        if not isinstance(lr, (int, float)) or not lr >= 0:
-            raise ValueError(f"{type(self).__name__}: lr must be a number >= 0, but received {lr!r}.")
+        check_option(self, "lr", lr, lambda v: v > 0, "a number > 0")
         if schedule is not None and not isinstance(schedule, Schedule):
             raise TypeError(f"{type(self).__name__}: schedule must be a mariana.scenari.Schedule, but received {schedule!r}.")
         for label, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
@@ -262,8 +277,7 @@ class GradientDescent(OptimizerScenario):
     def __init__(self, lr: float, momentum: float = 0.0, nesterov: bool = False, schedule: Schedule | None = None,
                  clip_norm: float | None = None, clip_value: float | None = None) -> None:
         super().__init__(lr, schedule, clip_norm, clip_value)
-        if not 0 <= momentum < 1:
-            raise ValueError(f"GradientDescent: momentum must be in [0, 1), but received {momentum!r}.")
+        check_option(self, "momentum", momentum, lambda v: 0 <= v < 1, "a number in [0, 1)")
         if nesterov and momentum == 0:
             raise ValueError("GradientDescent: nesterov=True needs momentum > 0.")
         self.momentum, self.nesterov = float(momentum), bool(nesterov)
@@ -281,8 +295,9 @@ class Adam(OptimizerScenario):
                  clip_value: float | None = None) -> None:
         super().__init__(lr, schedule, clip_norm, clip_value)
         for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not 0 <= beta < 1:
-                raise ValueError(f"{type(self).__name__}: {label} must be in [0, 1), but received {beta!r}.")
+            check_option(self, label, beta, lambda v: 0 <= v < 1, "a number in [0, 1)")
+        check_option(self, "eps", eps, lambda v: v >= 0, "a number >= 0")
+        check_option(self, "weight_decay", weight_decay, lambda v: v >= 0, "a number >= 0")
         self.beta1, self.beta2, self.eps, self.weight_decay = float(beta1), float(beta2), float(eps), float(weight_decay)
 
     def torch_options(self) -> dict:
@@ -307,6 +322,9 @@ class RMSProp(OptimizerScenario):
     def __init__(self, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
                  schedule: Schedule | None = None, clip_norm: float | None = None, clip_value: float | None = None) -> None:
         super().__init__(lr, schedule, clip_norm, clip_value)
+        check_option(self, "alpha", alpha, lambda v: 0 <= v <= 1, "a number in [0, 1]")
+        check_option(self, "eps", eps, lambda v: v >= 0, "a number >= 0")
+        check_option(self, "momentum", momentum, lambda v: v >= 0, "a number >= 0")
         self.alpha, self.eps, self.momentum = float(alpha), float(eps), float(momentum)
 
     def torch_options(self) -> dict:

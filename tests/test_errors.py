@@ -162,7 +162,7 @@ def test_downstream_layers_are_left_untouched_when_one_fails_to_build():
     (lambda: ML.Input(0), ValueError, r"expected a shape of positive ints"),
     (lambda: ML.Input(3, dtype="complex64"), ValueError, r"dtype must name a real torch dtype"),
     (lambda: ML.SoftmaxClassifier(2, cost="nll"), TypeError, r"cost expects a mariana.costs object"),
-    (lambda: MS.GradientDescent(lr=-1), ValueError, r"lr must be a number >= 0"),
+    (lambda: MS.GradientDescent(lr=-1), ValueError, r"lr must be a number > 0"),
     (lambda: MI.GlorotUniform(3), TypeError, r"first argument is the name of the parameter"),
 ])
 def test_bad_construction_arguments(make, error, message):

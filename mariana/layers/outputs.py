@@ -41,6 +41,23 @@ class OutputLayer(Hidden):
         self.cost = cost if cost is not None else self.default_cost()
 
     @property
+    def cost(self) -> MC.Cost:
+        return self._cost
+
+    @cost.setter
+    def cost(self, cost: MC.Cost) -> None:
+        """A cost whose options do not fit this layer's outputs (class_weights' length) is refused here, before any run."""
+        if not isinstance(cost, MC.Cost):
+            raise TypeError(f"{self.describe()}: cost expects a mariana.costs object, but received {cost!r}.")
+        if self.shape is not None:  # connected: else build() checks it at ``>``
+            cost.check_classes(self.describe(), self.size)
+        self._cost = cost
+
+    def build(self, input_shape: Shape) -> None:
+        self.cost.check_classes(self.describe(), self.size)
+        super().build(input_shape)
+
+    @property
     def is_output(self) -> bool:
         return True
 

@@ -286,6 +286,11 @@ def as_mapper(data: Any, stream: str) -> DatasetMapper | None:
         return data
     if isinstance(data, Mapping):
         return DatasetMapper(sampler="shuffled" if stream == "train" else "sequential", **data)
+    if isinstance(data, torch.utils.data.IterableDataset):
+        raise TypeError(f"{stream}: an IterableDataset ({type(data).__name__}) cannot be trained on: the Trainer samples rows by "
+                        f"index (shuffling, resuming mid-epoch), which needs len() and dataset[i]. Pass a map-style Dataset "
+                        f"through DatasetMapper.from_dataset(dataset, inp=0, out=1), or a dict of layer_name -> array "
+                        f"(np.load(path, mmap_mode='r') keeps .npy files on disk).")
     if isinstance(data, torch.utils.data.Dataset):
         raise TypeError(f"{stream}: a torch Dataset needs the layer each of its fields feeds: pass "
                         f"DatasetMapper.from_dataset(dataset, inp=0, out=1) (positions in a tuple item, or keys of a dict item).")
