@@ -40,6 +40,13 @@ def int_at_least(value: Any, minimum: int, what: str) -> int:
     return int(value)
 
 
+def real_number(value: Any, what: str) -> float:
+    """``value`` as a float if it is a real number (numpy floats included, bools not); else a TypeError naming ``what``."""
+    if not isinstance(value, numbers.Real) or isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{what} must be a number, but received {type(value).__name__} {value!r}.")
+    return float(value)
+
+
 def one_of(value: Any, choices: tuple, what: str) -> Any:
     """``value`` if it is one of ``choices``; else "<what> must be one of <choices>, but received ..."."""
     if value not in choices:

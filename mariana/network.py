@@ -217,11 +217,11 @@ class Network:
 
         to_onnx(self, path, outputs=outputs, **kwargs)
 
-    def fit(self, train: Any, valid: Any = None, epochs: int = 1, batch_size: int = 64, **kwargs: Any) -> Any:
-        """Shortcut for ``Trainer(self, ...).start(train, valid=valid)``; returns the history (see ``mariana.training.fit``)."""
+    def fit(self, x: Any, y: Any = None, **kwargs: Any) -> Any:
+        """Keras's ``fit(x, y, valid=..., epochs=..., batch_size=...)``: a Trainer's run; returns the history (see ``mariana.training.fit``)."""
         from mariana.training import fit
 
-        return fit(self, train, valid=valid, epochs=epochs, batch_size=batch_size, **kwargs)
+        return fit(self, x, y, **kwargs)
 
     # -- graph changes --------------------------------------------------------------
     def release(self, layer: Layer, wrapper: str) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from mariana.checks import int_at_least
+from mariana.checks import int_at_least, real_number
 from mariana.registry import Configurable, deserialize, serialize
 
 
@@ -33,8 +33,8 @@ class Schedule(Configurable):
     def observe(self, entry: dict) -> None:
         """Called by the Trainer with each epoch's history entry (see ReduceLROnPlateau); default: nothing."""
 
-    def check(self, streams: list[str]) -> None:
-        """Raise ``ValueError`` if this schedule cannot follow a run with these streams; default: nothing to check."""
+    def check(self, streams: list[str], outputs: Sequence[str] | None = None) -> None:
+        """Raise ``ValueError`` if this schedule cannot follow a run with these streams (and trained ``outputs``); default: nothing to check."""
 
     def state_dict(self) -> dict:
         return {}
@@ -111,19 +111,22 @@ class ReduceLROnPlateau(Schedule):
 
     def __init__(self, stream: str = "valid", output: str | None = None, metric: str = "loss", factor: float = 0.1,
                  patience: int = 10, threshold: float = 1e-4, min_factor: float = 0.0) -> None:
-        if not 0 < factor < 1:
+        if not 0 < real_number(factor, "ReduceLROnPlateau: factor") < 1:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), but received {factor!r}.")
         if metric not in ("loss", "accuracy"):
             raise ValueError(f"ReduceLROnPlateau: metric must be 'loss' or 'accuracy', but received {metric!r}.")
         self.stream, self.output, self.metric = stream, output, metric
         self.factor_by, self.patience = float(factor), int_at_least(patience, 0, "ReduceLROnPlateau: patience")
-        self.threshold, self.min_factor = float(threshold), float(min_factor)
+        self.threshold = real_number(threshold, "ReduceLROnPlateau: threshold")
+        self.min_factor = real_number(min_factor, "ReduceLROnPlateau: min_factor")
         self.current, self.best, self.bad_epochs = 1.0, None, 0
 
-    def check(self, streams: list[str]) -> None:
+    def check(self, streams: list[str], outputs: Sequence[str] | None = None) -> None:
         if self.stream not in streams:
             raise ValueError(f"ReduceLROnPlateau follows the {self.stream!r} stream, but the run has {streams}; "
                              f"pass {self.stream}=... to the Trainer, or ReduceLROnPlateau(stream='train').")
+        if outputs is not None and self.output is not None and self.output not in outputs:
+            raise ValueError(f"ReduceLROnPlateau watches output {self.output!r}, but the run trains outputs {list(outputs)}.")
 
     def get_config(self) -> dict:
         return {**super().get_config(), "factor": self.factor_by}  # `factor` names the method every schedule has

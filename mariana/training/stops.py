@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from mariana.checks import int_at_least
+from mariana.checks import int_at_least, real_number
 from mariana.registry import Configurable
 from mariana.training.callbacks.best import higher_is_better, improves
 
@@ -147,7 +147,7 @@ class ScoreWall(_Monitor):
 
     def __init__(self, stream: str, output: str, metric: str = "loss", threshold: float = 0.0) -> None:
         super().__init__(stream, output, metric)
-        self.threshold = float(threshold)
+        self.threshold = real_number(threshold, "ScoreWall: threshold")
 
     def update(self, trainer: Trainer, entry: dict) -> str | None:
         value = self.value(entry)
@@ -169,7 +169,7 @@ class EarlyStopping(_Monitor):
         super().__init__(stream, output, metric)
         if not isinstance(patience, int) or patience < 1:
             raise ValueError(f"EarlyStopping: patience must be an int >= 1, but received {patience!r}.")
-        if not min_delta >= 0:
+        if not real_number(min_delta, "EarlyStopping: min_delta") >= 0:
             raise ValueError(f"EarlyStopping: min_delta must be >= 0, but received {min_delta!r}.")
         self.patience, self.min_delta, self.restore_best = patience, float(min_delta), bool(restore_best)
         self.best: float | None = None

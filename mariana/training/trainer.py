@@ -321,7 +321,7 @@ class Trainer:
         for _, plan in self._step_plans:
             for scenario in plan.scenari():
                 if scenario.schedule is not None:
-                    scenario.schedule.check(list(streams))
+                    scenario.schedule.check(list(streams), self.outputs)
 
     # -- the loop -----------------------------------------------------------------------
     def _run(self, resumed: bool) -> History:

@@ -32,6 +32,9 @@ from typing import Any
 def checked_list(items: Sequence[Any] | None, base: type, label: str, module: str, empty: str | None = None) -> list:
     """``items`` as a list, every one an instance of ``base``; else a TypeError naming ``module``
     (and a ValueError saying ``empty`` when it is empty and that is not allowed)."""
+    if isinstance(items, base) or (items is not None and not isinstance(items, (list, tuple))):
+        raise TypeError(f"Trainer: {label} expects a list of {module} objects, but received {items!r}; "
+                        f"pass a list: {label}=[{items!r}].")
     items = list(items or [])
     if not items and empty is not None:
         raise ValueError(empty)

@@ -21,18 +21,22 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 from torch import nn
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 def check_decay(decay: float | None) -> float | None:
-    """The Trainer's ``ema=`` checked: None, or a float in (0, 1)."""
-    if decay is not None and (not isinstance(decay, float) or not 0.0 < decay < 1.0):
+    """The Trainer's ``ema=`` checked: None, or a real number in (0, 1) (numpy floats too), as a float."""
+    if decay is None:
+        return None
+    if not isinstance(decay, numbers.Real) or isinstance(decay, (bool, np.bool_)) or not 0.0 < decay < 1.0:
         raise ValueError(f"Trainer: ema must be a float in (0, 1), e.g. 0.999, but received {decay!r}.")
-    return decay
+    return float(decay)
 
 
 class WeightAverage:

@@ -90,6 +90,9 @@ class RunSettings:
         for recorder in recorders:
             recorder.check()  # a missing package is found before run.json, the data copy and checkpoints are written
         compile_mode(given["compile"])
+        if given["resume"] == "auto" and given["run_dir"] is None:
+            raise ValueError("Trainer: resume='auto' continues the run kept in run_dir, but no run_dir was given, so this job "
+                             "would not be restartable; pass run_dir=... (or drop resume='auto').")
         return cls(**{
             **given, "outputs": names, "order": order, "recorders": tuple(recorders),
             "batch_size": int_at_least(given["batch_size"], 1, "Trainer: batch_size"),
