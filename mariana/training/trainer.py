@@ -508,8 +508,14 @@ class Trainer:
         if self.strategy.is_writer:
             self.run_directory.save_now(state, self.epoch, self.progress.step)
         self.strategy.barrier()  # the checkpoint is complete before any process exits
-        return (f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
-                f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r}).")
+        if not self.strategy.is_writer:
+            return ""  # rank 0 says it, once for the run
+        stopped = f"mariana: training stopped by {cause} at {where}; checkpoint saved in {self.run_dir}. "
+        if self.strategy.world_size > 1:  # `mariana resume` would carry on in one process
+            rerun = "Rerun the same torchrun command" + (" to carry on from it (resume='auto')." if self.settings.resume == "auto" else
+                                                         " with resume='auto' in the script's Trainer to carry on from it.")
+            return stopped + rerun
+        return stopped + f"Resume with `mariana resume {self.run_dir}` or Trainer.resume({str(self.run_dir)!r})."
 
 
 def _merged(parts: list[list[list]]) -> list[list]:

@@ -121,6 +121,10 @@ def test_sigterm_on_one_rank_saves_once_for_all_and_the_same_command_continues(t
     # one emergency checkpoint, written by rank 0.
     assert (tmp_path / "run" / "checkpoints" / "ckpt-000003-e1-s11.safetensors").exists()
     assert "training stopped by SIGTERM at epoch 2, after step 11" in stopped.stderr
+    # Said once (rank 0), pointing at the torchrun command rather than `mariana resume` (one process).
+    assert stopped.stderr.count("training stopped by SIGTERM") == 1
+    assert "Rerun the same torchrun command to carry on from it (resume='auto')." in stopped.stderr
+    assert "mariana resume" not in stopped.stderr
     rerun = launch(data_file, tmp_path / "run", tmp_path / "out", "--dropout")
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     resumed, reference = weights(tmp_path / "out"), weights(uninterrupted)

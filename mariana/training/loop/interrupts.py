@@ -60,7 +60,8 @@ class Interrupts:
         name = self.pending
         message = emergency(name)
         if name == "SIGTERM":
-            print(message, file=sys.stderr)  # SystemExit shows no message of its own
+            if message:  # under several processes, only rank 0's says how to carry on
+                print(message, file=sys.stderr)  # SystemExit shows no message of its own
             raise SystemExit(143)
         raise KeyboardInterrupt(message)
 
