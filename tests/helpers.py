@@ -6,6 +6,7 @@ Test files import helpers from here, never from one another.
 import gzip
 import hashlib
 import json
+import shutil
 import textwrap
 from pathlib import Path
 
@@ -19,6 +20,21 @@ from mariana.training import Trainer, stops
 from tests.training import run_child
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: Debian's headless Chromium, which the browser tests drive through Playwright (None: those tests skip).
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def watched_page(browser, width, height):
+    """A new page of ``browser`` and the lists its console messages, page errors and requests will go into."""
+    page = browser.new_page(viewport={"width": width, "height": height})
+    messages, requests = [], []
+    page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
+    page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
+    page.on("request", lambda request: requests.append(request.url))
+    return page, messages, requests
 
 SLOW_SAVE = textwrap.dedent("""
     import sys, time, zipfile

@@ -1,25 +1,20 @@
 """The HTML report in a real headless Chromium: it loads with no console error and no request,
 draws every layer as a node of a layered layout, and shows a layer's details on click."""
 
-import shutil
 
 import pytest
 
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, watched_page
 from tests.report_network import HISTORY, build_report_network
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser test needs playwright (the 'test' extra)")
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on this machine (make setup installs Debian's when run as root)")
-
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
-
 
 @pytest.fixture(scope="module")
 def chromium():
     """One headless Chromium for the module's pages (Playwright's sync API runs one at a time)."""
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
             yield browser
         finally:
@@ -28,11 +23,7 @@ def chromium():
 
 def open_page(browser, path):
     """``path`` opened in a new page once it says it is drawn, with everything it logged and requested while loading."""
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    messages, requests = [], []
-    page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
-    page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
-    page.on("request", lambda request: requests.append(request.url))
+    page, messages, requests = watched_page(browser, 1400, 1000)
     page.goto(path.as_uri())
     page.wait_for_selector("body[data-ready=true]", timeout=15000)
     return page, messages, requests

@@ -2,18 +2,14 @@
 fragments in a real headless Chromium, several in one page as a notebook holds them."""
 
 import re
-import shutil
 
 import pytest
 
 import mariana.layers as ML
 from mariana.report.notebook import history_html
 from mariana.training.history import History
+from tests.helpers import CHROMIUM, CHROMIUM_FLAGS, watched_page
 from tests.report_network import HISTORY, build_report_network
-
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync"]
 
 
 @pytest.fixture(scope="module")
@@ -76,13 +72,9 @@ def test_many_displays_in_one_page_each_draw_their_own_graph_and_leave_nothing_g
     page_file.write_text("<!DOCTYPE html><html><head><meta charset='utf-8'></head><body>"
                          + "".join(f'<div class="cell">{cell}</div>' for cell in cells) + '<div id="late"></div></body></html>')
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
         try:
-            page = browser.new_page(viewport={"width": 1200, "height": 900})
-            messages, requests = [], []
-            page.on("console", lambda message: messages.append(f"{message.type}: {message.text}"))
-            page.on("pageerror", lambda error: messages.append(f"pageerror: {error}"))
-            page.on("request", lambda request: requests.append(request.url))
+            page, messages, requests = watched_page(browser, 1200, 900)
             page.goto(page_file.as_uri())
             # An output added later, as JupyterLab does: HTML set first, then its scripts re-created so they run.
             page.evaluate("""html => { const late = document.getElementById("late"); late.innerHTML = html;
