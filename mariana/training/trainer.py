@@ -357,8 +357,7 @@ class Trainer:
             for recorder in self._recorders:
                 recorder.close()
             for stream in self._prepared.values():
-                if isinstance(stream, FileStream):
-                    stream.close()
+                stream.close()
             if self.run_directory is not None:
                 self.run_directory.close()
 

@@ -102,6 +102,9 @@ class PreparedStream:
             return self.reordered(order).rows
         return lambda low, high: self.reordered(order[low:high])
 
+    def close(self) -> None:
+        """Nothing to release: the stream is tensors in memory (a FileStream closes its readers)."""
+
     def reordered(self, order: torch.Tensor) -> PreparedStream:
         """The rows in ``order`` (one gather per tensor, once per epoch)."""
         return self.mapped(lambda tensor: tensor.index_select(0, order))
